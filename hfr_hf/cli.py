@@ -1,0 +1,184 @@
+"""`hfr-hf` command line: thin wrappers over the package's modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .configuration_edgeface import EDGEFACE_VARIANTS
+
+__all__ = ["main"]
+
+
+def _write_atomic(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, so a failure leaves no half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _expand_images(items: list[str]) -> list[Path]:
+    from .inference import list_images
+
+    paths = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            paths.extend(list_images(path))
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise FileNotFoundError(f"{path} does not exist.")
+    if not paths:
+        raise ValueError(f"No images found in {', '.join(items)}.")
+    return paths
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_checkpoint, official_checkpoint_path
+
+    checkpoint = args.checkpoint
+    if checkpoint in EDGEFACE_VARIANTS and not Path(checkpoint).exists():
+        checkpoint = official_checkpoint_path(checkpoint, args.weights_dir)
+        args.variant = args.variant or args.checkpoint
+    output = convert_checkpoint(checkpoint, args.output, variant=args.variant, overwrite=args.overwrite)
+    print(f"Converted {checkpoint} -> {output}")
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from .inference import embed_images, load_model
+
+    paths = _expand_images(args.images)
+    output = Path(args.output)
+    if output.suffix not in (".npz", ".safetensors"):
+        raise ValueError(f"--output must end in .npz or .safetensors, got {output.name}.")
+    model, processor = load_model(args.model, args.device)
+    embeddings = embed_images(model, processor, paths, args.batch_size, normalize=not args.raw)
+    names = [str(p) for p in paths]
+
+    def write(tmp: str) -> None:
+        if output.suffix == ".npz":
+            with open(tmp, "wb") as handle:
+                np.savez(handle, embeddings=embeddings, paths=np.array(names))
+        else:
+            from safetensors.numpy import save_file
+
+            save_file({"embeddings": embeddings}, tmp, metadata={"paths": json.dumps(names)})
+
+    _write_atomic(output, write)
+    print(f"Wrote {len(names)} embeddings of size {embeddings.shape[1]} to {output}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .inference import cosine_similarity, embed_images, load_model
+
+    paths = [Path(args.image_a), Path(args.image_b)]
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"Image {path} does not exist.")
+    model, processor = load_model(args.model, args.device)
+    embeddings = embed_images(model, processor, paths, progress=False)
+    score = float(cosine_similarity(embeddings[:1], embeddings[1:])[0, 0])
+    result = {"image_a": str(paths[0]), "image_b": str(paths[1]), "cosine": score}
+    line = f"cosine similarity {score:.4f}"
+    if args.threshold is not None:
+        result["same_person"] = score >= args.threshold
+        line += f" -> {'same person' if result['same_person'] else 'different people'} at threshold {args.threshold}"
+    print(json.dumps(result) if args.json else line)
+    return 0
+
+
+def cmd_verify_folder(args: argparse.Namespace) -> int:
+    from .evaluation import all_pairs_scores, verification_summary
+    from .inference import cosine_similarity, embed_images, list_images, load_model
+
+    root = Path(args.root)
+    paths = list_images(root)
+    identities = [p.relative_to(root).parts[0] for p in paths]
+    if len(set(identities)) < 2 or any(len(p.relative_to(root).parts) < 2 for p in paths):
+        raise ValueError(
+            f"{root} must hold one sub-folder of images per identity (at least two identities); "
+            f"found {len(paths)} images in {len(set(identities))} folders."
+        )
+    model, processor = load_model(args.model, args.device)
+    embeddings = embed_images(model, processor, paths, args.batch_size)
+    genuine, impostor = all_pairs_scores(cosine_similarity(embeddings, embeddings), identities)
+    summary = verification_summary(genuine, impostor)
+    print(f"{len(paths)} images of {len(set(identities))} identities in {root}")
+    print(summary.table())
+    if args.json:
+        report = {"root": str(root), "model": str(args.model), "images": len(paths), **summary.to_dict()}
+        _write_atomic(Path(args.json), lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2) + "\n"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hfr-hf", description="Cross-spectral face recognition with EdgeFace.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    convert = commands.add_parser("convert", help="official EdgeFace checkpoint -> Hugging Face model folder")
+    convert.add_argument(
+        "checkpoint", help=f"a .pt file, or a variant name ({', '.join(EDGEFACE_VARIANTS)}) to fetch the official one"
+    )
+    convert.add_argument("--output", required=True, help="model folder to create")
+    convert.add_argument("--variant", choices=list(EDGEFACE_VARIANTS), help="default: inferred from the weights")
+    convert.add_argument("--weights-dir", help="folder of official checkpoints (default: $HFR_HF_WEIGHTS_DIR, else the Hub)")
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    convert.set_defaults(func=cmd_convert)
+
+    def add_model_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--model", required=True, help="model folder (from `hfr-hf convert`) or Hub repo id")
+        sub.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+
+    embed = commands.add_parser("embed", help="embed images (files or folders) into an .npz or .safetensors file")
+    embed.add_argument("images", nargs="+", help="image files or folders")
+    add_model_options(embed)
+    embed.add_argument("--output", required=True, help="embeddings.npz or embeddings.safetensors")
+    embed.add_argument("--batch-size", type=int, default=64)
+    embed.add_argument("--raw", action="store_true", help="keep the raw embeddings (default: L2-normalised)")
+    embed.set_defaults(func=cmd_embed)
+
+    verify = commands.add_parser("verify", help="cosine similarity of the faces in two images")
+    verify.add_argument("image_a")
+    verify.add_argument("image_b")
+    add_model_options(verify)
+    verify.add_argument("--threshold", type=float, help="decide same/different person at this cosine")
+    verify.add_argument("--json", action="store_true", help="print the result as JSON")
+    verify.set_defaults(func=cmd_verify)
+
+    folder = commands.add_parser(
+        "verify-folder", help="genuine vs impostor scores over all pairs of a folder with one sub-folder per person"
+    )
+    folder.add_argument("root")
+    add_model_options(folder)
+    folder.add_argument("--batch-size", type=int, default=64)
+    folder.add_argument("--json", help="write the summary to this JSON file")
+    folder.set_defaults(func=cmd_verify_folder)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as error:  # user-facing problems: one sentence, no traceback
+        print(f"hfr-hf {args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Official EdgeFace checkpoints (fp32 `.pt`, int8 dynamic-quantised `_q.pt`) → Hugging Face model folders.
+
+The official files are state dicts of timm's EdgeNeXt under `model.`; our module names are the same, so the
+conversion is the rename table below plus dequantisation of the packed int8 Linear weights.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from .configuration_edgeface import EDGEFACE_VARIANTS, EdgeFaceConfig
+from .image_processing_edgeface import EdgeFaceImageProcessor
+from .modeling_edgeface import EdgeFaceModel
+
+__all__ = [
+    "CHECKPOINT_KEY_RENAMES",
+    "OFFICIAL_HUB_FILES",
+    "WEIGHTS_DIR_ENV",
+    "CheckpointError",
+    "convert_checkpoint",
+    "infer_variant",
+    "load_official_state_dict",
+    "official_checkpoint_path",
+]
+
+# official key prefix → ours
+CHECKPOINT_KEY_RENAMES = {"model.": ""}
+
+# Where a user's machine downloads the official weights from (Hub repo, file name).
+OFFICIAL_HUB_FILES = {
+    "xxs": ("Idiap/EdgeFace-XXS", "edgeface_xxs.pt"),
+    "xs_gamma_06": ("Idiap/EdgeFace-XS-GAMMA", "edgeface_xs_gamma_06.pt"),
+    "s_gamma_05": ("Idiap/EdgeFace-S-GAMMA", "edgeface_s_gamma_05.pt"),
+    "base": ("Idiap/EdgeFace-Base", "edgeface_base.pt"),
+}
+
+# The one setting that points at a folder of official checkpoints (edgeface_<variant>[_q].pt).
+WEIGHTS_DIR_ENV = "HFR_HF_WEIGHTS_DIR"
+
+_PACKED = "._packed_params._packed_params"
+_QUANT_EXTRAS = (".scale", ".zero_point", "._packed_params.dtype")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit an EdgeFace architecture."""
+
+
+def official_checkpoint_path(variant: str, weights_dir: str | os.PathLike | None = None) -> Path:
+    """Path of the official checkpoint of `variant`: from `weights_dir` (or `$HFR_HF_WEIGHTS_DIR`) when set,
+    preferring fp32 `edgeface_<variant>.pt` over int8 `edgeface_<variant>_q.pt`; otherwise downloaded from the
+    Hub (`Idiap/EdgeFace-*`) into the Hugging Face cache."""
+    if variant not in EDGEFACE_VARIANTS:
+        raise CheckpointError(f"Unknown EdgeFace variant {variant!r}: choose one of {', '.join(EDGEFACE_VARIANTS)}.")
+    weights_dir = weights_dir or os.environ.get(WEIGHTS_DIR_ENV)
+    if weights_dir:
+        folder = Path(weights_dir)
+        candidates = [folder / f"edgeface_{variant}.pt", folder / f"edgeface_{variant}_q.pt"]
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate
+        raise CheckpointError(
+            f"No checkpoint for EdgeFace-{variant} in {folder}: looked for "
+            f"{' and '.join(c.name for c in candidates)}. Point {WEIGHTS_DIR_ENV} (or --weights-dir) at the folder "
+            "holding them, or unset it to download from the Hugging Face Hub."
+        )
+    if variant not in OFFICIAL_HUB_FILES:
+        raise CheckpointError(
+            f"EdgeFace-{variant} has no official Hub repository; download edgeface_{variant}_q.pt from the EdgeFace "
+            f"code repository and set {WEIGHTS_DIR_ENV} to its folder."
+        )
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    repo_id, filename = OFFICIAL_HUB_FILES[variant]
+    try:
+        return Path(hf_hub_download(repo_id, filename))
+    except LocalEntryNotFoundError as error:
+        raise CheckpointError(
+            f"Could not download {filename} from {repo_id} (offline, or no network) and it is not in the local "
+            f"cache; set {WEIGHTS_DIR_ENV} (or --weights-dir) to a folder holding the official checkpoints."
+        ) from error
+
+
+def _dequantize(state_dict: dict) -> dict[str, torch.Tensor]:
+    """Unpack torch dynamic-quantised Linear entries into float `weight`/`bias`."""
+    packed_prefixes = {key[: -len(_PACKED)] for key in state_dict if key.endswith(_PACKED)}
+    out = {}
+    for key, value in state_dict.items():
+        if key.endswith(_PACKED):
+            prefix = key[: -len(_PACKED)]
+            weight, bias = value
+            out[f"{prefix}.weight"] = weight.dequantize()
+            if bias is not None:
+                out[f"{prefix}.bias"] = bias.detach().clone()
+        elif any(key == prefix + extra for prefix in packed_prefixes for extra in _QUANT_EXTRAS):
+            continue
+        else:
+            out[key] = value
+    return out
+
+
+def load_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read an official EdgeFace checkpoint (fp32 or int8 `_q`) as a float state dict with our key names."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint {path} does not exist.")
+    try:
+        with warnings.catch_warnings():  # torch's own deprecation notes on quantised storages
+            warnings.simplefilter("ignore", UserWarning)
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(
+            f"{path} could not be read as a PyTorch checkpoint ({type(error).__name__}: {str(error).splitlines()[0]}). "
+            "Is the file complete and an official EdgeFace .pt state dict?"
+        ) from error
+    if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
+        raw = raw["state_dict"]
+    if not isinstance(raw, dict) or not raw:
+        raise CheckpointError(f"{path} holds a {type(raw).__name__}, not a state dict of an EdgeFace network.")
+    state_dict = {}
+    for key, value in _dequantize(raw).items():
+        for old, new in CHECKPOINT_KEY_RENAMES.items():
+            if key.startswith(old):
+                key = new + key[len(old) :]
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor.")
+        state_dict[key] = value.float() if value.is_floating_point() else value
+    return state_dict
+
+
+def _expected_shapes(config: EdgeFaceConfig) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        model = EdgeFaceModel(config)
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+def _mismatch_report(state_dict: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], limit: int = 8) -> tuple[int, str]:
+    """(number of problem keys, description) of how a state dict differs from the expected key → shape map."""
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state_dict) if tuple(state_dict[k].shape) != expected[k])
+
+    def listing(title: str, keys: list[str], show) -> str:
+        if not keys:
+            return ""
+        shown = ", ".join(show(k) for k in keys[:limit])
+        more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+        return f"\n  {title} ({len(keys)}): {shown}{more}"
+
+    text = (
+        listing("missing", missing, str)
+        + listing("unexpected", unexpected, str)
+        + listing("wrong shape", wrong, lambda k: f"{k} {tuple(state_dict[k].shape)} != {expected[k]}")
+    )
+    return len(missing) + len(unexpected) + len(wrong), text
+
+
+def infer_variant(state_dict: dict[str, torch.Tensor]) -> str:
+    """The official variant whose keys and shapes the state dict has exactly."""
+    reports = {}
+    for variant in EDGEFACE_VARIANTS:
+        reports[variant] = _mismatch_report(state_dict, _expected_shapes(EdgeFaceConfig.from_variant(variant)))
+        if reports[variant][0] == 0:
+            return variant
+    closest = min(reports, key=lambda v: reports[v][0])
+    raise CheckpointError(
+        f"The checkpoint fits no EdgeFace variant ({', '.join(EDGEFACE_VARIANTS)}). "
+        f"Closest is {closest!r}:{reports[closest][1]}"
+    )
+
+
+def build_model(state_dict: dict[str, torch.Tensor], variant: str | None = None) -> EdgeFaceModel:
+    """An `EdgeFaceModel` of `variant` (inferred when None) holding the given converted weights."""
+    variant = variant or infer_variant(state_dict)
+    config = EdgeFaceConfig.from_variant(variant)
+    problems, report = _mismatch_report(state_dict, _expected_shapes(config))
+    if problems:
+        raise CheckpointError(f"The checkpoint does not fit EdgeFace-{variant}:{report}")
+    model = EdgeFaceModel(config)
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval()
+
+
+def convert_checkpoint(
+    checkpoint: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    variant: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Convert an official checkpoint into a model folder (config.json, model.safetensors,
+    preprocessor_config.json, remote-code files, README.md card). The folder appears whole or not at all."""
+    from .hub import converted_model_card
+
+    output_dir = Path(output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{output_dir} exists and is not empty; choose another folder or pass overwrite=True.")
+    state_dict = load_official_state_dict(checkpoint)
+    model = build_model(state_dict, variant)
+    variant = model.config.variant
+
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    try:
+        model.save_pretrained(staging)
+        EdgeFaceImageProcessor().save_pretrained(staging)
+        card = converted_model_card(variant, source=Path(checkpoint).name, num_parameters=model.num_parameters())
+        (staging / "README.md").write_text(card, encoding="utf-8")
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        staging.rename(output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return output_dir

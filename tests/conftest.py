@@ -1,0 +1,52 @@
+"""Shared fixtures. Real weights and faces come from one setting, HFR_HF_ASSETS (default ../shared/assets
+beside the repository); tests that need them skip when it is missing, or fail when HFR_HF_REQUIRE_ASSETS=1
+(as in CI)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ASSETS = Path(os.environ.get("HFR_HF_ASSETS", REPO_ROOT.parent / "shared" / "assets"))
+TESTED_VARIANTS = ["xxs", "xs", "xs_gamma_06", "s_gamma_05"]
+
+
+@pytest.fixture(scope="session")
+def assets() -> Path:
+    """The shared assets folder, or skip (fail under HFR_HF_REQUIRE_ASSETS=1) when it is absent."""
+    if not (ASSETS / "golden" / "inputs.safetensors").is_file():
+        message = f"shared assets not found at {ASSETS} (set HFR_HF_ASSETS)"
+        if os.environ.get("HFR_HF_REQUIRE_ASSETS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return ASSETS
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    from hfr_hf import EdgeFaceConfig
+
+    return EdgeFaceConfig(
+        variant=None,
+        image_size=32,
+        depths=(1, 1, 2, 1),
+        dims=(8, 16, 24, 32),
+        heads=(2, 2, 2, 2),
+        kernel_sizes=(3, 3, 3, 3),
+        embedding_size=16,
+    )
+
+
+@pytest.fixture(scope="session")
+def xxs_folder(assets, tmp_path_factory) -> Path:
+    """EdgeFace-XXS converted from the official int8 checkpoint, once per session."""
+    from hfr_hf.convert import convert_checkpoint
+
+    return convert_checkpoint(assets / "weights/edgeface/edgeface_xxs_q.pt", tmp_path_factory.mktemp("models") / "xxs")

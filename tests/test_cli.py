@@ -1,0 +1,75 @@
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from hfr_hf.cli import main
+
+
+def test_convert_by_variant_name_from_a_weights_folder(assets, tmp_path, capsys):
+    code = main(["convert", "xs", "--output", str(tmp_path / "xs"), "--weights-dir", str(assets / "weights/edgeface")])
+    assert code == 0
+    assert json.loads((tmp_path / "xs/config.json").read_text())["variant"] == "xs"
+    assert "edgeface_xs_q.pt" in capsys.readouterr().out
+
+
+def test_embed_writes_npz_and_safetensors(xxs_folder, assets, tmp_path):
+    faces = assets / "faces/att/s1"
+    assert main(["embed", str(faces), "--model", str(xxs_folder), "--output", str(tmp_path / "e.npz")]) == 0
+    npz = np.load(tmp_path / "e.npz")
+    assert npz["embeddings"].shape == (10, 512) and len(npz["paths"]) == 10
+    np.testing.assert_allclose(np.linalg.norm(npz["embeddings"], axis=1), 1.0, rtol=1e-5)
+    out = tmp_path / "e.safetensors"
+    assert main(["embed", str(faces / "1.pgm"), "--model", str(xxs_folder), "--output", str(out), "--raw"]) == 0
+    raw = load_file(out)["embeddings"]
+    np.testing.assert_allclose(raw[0] / np.linalg.norm(raw[0]), npz["embeddings"][0], atol=1e-5)
+
+
+def test_verify_decides_at_a_threshold(xxs_folder, assets, capsys):
+    att = assets / "faces/att"
+    same = ["verify", str(att / "s2/1.pgm"), str(att / "s2/2.pgm"), "--model", str(xxs_folder)]
+    other = ["verify", str(att / "s2/1.pgm"), str(att / "s3/1.pgm"), "--model", str(xxs_folder)]
+    assert main([*same, "--threshold", "0.4", "--json"]) == 0
+    genuine = json.loads(capsys.readouterr().out)
+    assert main([*other, "--threshold", "0.4", "--json"]) == 0
+    impostor = json.loads(capsys.readouterr().out)
+    assert genuine["cosine"] > impostor["cosine"]
+    assert genuine["same_person"] is True and impostor["same_person"] is False
+
+
+def test_verify_folder_summary(xxs_folder, assets, tmp_path, capsys):
+    root = tmp_path / "faces"
+    for person in ("s1", "s2", "s3"):
+        (root / person).mkdir(parents=True)
+        for i in range(1, 4):
+            (root / person / f"{i}.pgm").write_bytes((assets / f"faces/att/{person}/{i}.pgm").read_bytes())
+    report = tmp_path / "report.json"
+    assert main(["verify-folder", str(root), "--model", str(xxs_folder), "--json", str(report)]) == 0
+    summary = json.loads(report.read_text())
+    assert summary["genuine_pairs"] == 9 and summary["impostor_pairs"] == 27
+    assert "AUC" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["convert", "/no/such.pt", "--output", "{tmp}/out"], "does not exist"),
+        (["convert", "base", "--output", "{tmp}/out", "--weights-dir", "{tmp}"], "No checkpoint for EdgeFace-base"),
+        (["embed", "/no/such/dir", "--model", "{tmp}", "--output", "{tmp}/e.npz"], "does not exist"),
+        (["verify", "/no/a.png", "/no/b.png", "--model", "{tmp}"], "does not exist"),
+        (["verify-folder", "{tmp}", "--model", "{tmp}"], "one sub-folder of images per identity"),
+    ],
+)
+def test_errors_are_one_sentence_and_exit_non_zero(argv, message, tmp_path, capsys):
+    code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "e.npz").exists()
+
+
+def test_model_folder_without_config(tmp_path, assets, capsys):
+    image = assets / "faces/att/s1/1.pgm"
+    assert main(["verify", str(image), str(image), "--model", str(tmp_path)]) == 1
+    assert "no config.json" in capsys.readouterr().err
