@@ -136,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--output", required=True, help="model folder to create")
     convert.add_argument("--variant", choices=list(EDGEFACE_VARIANTS), help="default: inferred from the weights")
-    convert.add_argument("--weights-dir", help="folder of official checkpoints (default: $HFR_HF_WEIGHTS_DIR, else the Hub)")
+    convert.add_argument(
+        "--weights-dir", help="folder of official checkpoints (default: $HFR_HF_WEIGHTS_DIR, else the Hub)"
+    )
     convert.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     convert.set_defaults(func=cmd_convert)
 

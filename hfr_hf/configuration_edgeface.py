@@ -38,7 +38,9 @@ EDGEFACE_VARIANTS: dict[str, dict] = {
         _EDGENEXT_COMMON, depths=(3, 3, 9, 3), dims=(48, 96, 160, 304), heads=(8, 8, 8, 8), lowrank_ratio=0.5
     ),
     # 18,225,812 params; timm edgenext_base + 512-d head
-    "base": dict(_EDGENEXT_COMMON, depths=(3, 3, 9, 3), dims=(80, 160, 288, 584), heads=(8, 8, 8, 8), lowrank_ratio=None),
+    "base": dict(
+        _EDGENEXT_COMMON, depths=(3, 3, 9, 3), dims=(80, 160, 288, 584), heads=(8, 8, 8, 8), lowrank_ratio=None
+    ),
 }
 
 
@@ -115,12 +117,10 @@ class EdgeFaceConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
     @classmethod
-    def from_variant(cls, variant: str, **kwargs) -> "EdgeFaceConfig":
+    def from_variant(cls, variant: str, **kwargs) -> EdgeFaceConfig:
         """Configuration of an official EdgeFace variant; keyword arguments override single fields."""
         if variant not in EDGEFACE_VARIANTS:
-            raise ValueError(
-                f"Unknown EdgeFace variant {variant!r}: choose one of {', '.join(EDGEFACE_VARIANTS)}."
-            )
+            raise ValueError(f"Unknown EdgeFace variant {variant!r}: choose one of {', '.join(EDGEFACE_VARIANTS)}.")
         preset = copy.deepcopy(EDGEFACE_VARIANTS[variant])
         preset.update(kwargs)
         return cls(variant=variant, **preset)
@@ -148,7 +148,10 @@ class EdgeFaceConfig(PretrainedConfig):
                 positive_int(field, value)
         for stage, (depth, n_global) in enumerate(zip(self.depths, self.global_block_counts)):
             if isinstance(n_global, bool) or not isinstance(n_global, int) or not 0 <= n_global <= depth:
-                fail("global_block_counts", f"[{stage}] must be an integer between 0 and depths[{stage}]={depth}, got {n_global!r}.")
+                fail(
+                    "global_block_counts",
+                    f"[{stage}] must be an integer between 0 and depths[{stage}]={depth}, got {n_global!r}.",
+                )
         for stage, kernel in enumerate(self.kernel_sizes):
             if kernel % 2 == 0:
                 fail("kernel_sizes", f"[{stage}] must be odd so that the depth-wise conv keeps the size, got {kernel}.")
@@ -157,7 +160,10 @@ class EdgeFaceConfig(PretrainedConfig):
                 fail("heads", f"[{stage}]={heads} must divide dims[{stage}]={dim}.")
         min_side = 4 * 2 ** (num_stages - 1)
         if self.image_size < min_side:
-            fail("image_size", f"must be at least {min_side} for {num_stages} stages (stride 4 stem, stride 2 per stage), got {self.image_size}.")
+            fail(
+                "image_size",
+                f"must be at least {min_side} for {num_stages} stages (stride 4 stem, stride 2 per stage), got {self.image_size}.",
+            )
         if self.lowrank_ratio is not None and not (0.0 < float(self.lowrank_ratio) <= 1.0):
             fail("lowrank_ratio", f"(γ) must be in (0, 1] or None for full rank, got {self.lowrank_ratio!r}.")
         for field in ("layer_norm_eps", "initializer_range"):

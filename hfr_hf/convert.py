@@ -140,7 +140,9 @@ def _expected_shapes(config: EdgeFaceConfig) -> dict[str, tuple[int, ...]]:
     return {key: tuple(value.shape) for key, value in model.state_dict().items()}
 
 
-def _mismatch_report(state_dict: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], limit: int = 8) -> tuple[int, str]:
+def _mismatch_report(
+    state_dict: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], limit: int = 8
+) -> tuple[int, str]:
     """(number of problem keys, description) of how a state dict differs from the expected key → shape map."""
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))

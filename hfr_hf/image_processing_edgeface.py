@@ -49,9 +49,7 @@ def _channels_last(array: np.ndarray, channels_first: bool | None) -> np.ndarray
     if array.ndim == 2:
         return array[..., None]
     if array.ndim != 3:
-        raise ValueError(
-            f"An image must have 2 (H, W) or 3 (H, W, C) / (C, H, W) dimensions, got shape {array.shape}."
-        )
+        raise ValueError(f"An image must have 2 (H, W) or 3 (H, W, C) / (C, H, W) dimensions, got shape {array.shape}.")
     if channels_first is None:
         channels_first = array.shape[0] in (1, 2, 3, 4) and array.shape[-1] not in (1, 2, 3, 4)
     if channels_first:
@@ -146,7 +144,9 @@ class EdgeFaceImageProcessor(BaseImageProcessor):
                 f"intensity_normalization must be one of {', '.join(INTENSITY_MODES)}, got {intensity_normalization!r}."
             )
 
-    def to_rgb_uint8(self, image: Any, input_data_format: str | None = None, intensity_normalization: str | None = None) -> np.ndarray:
+    def to_rgb_uint8(
+        self, image: Any, input_data_format: str | None = None, intensity_normalization: str | None = None
+    ) -> np.ndarray:
         """One image of any supported kind → (H, W, 3) uint8 RGB."""
         channels_first = {None: None, "channels_first": True, "channels_last": False}[input_data_format]
         array = _channels_last(_to_numpy(image), channels_first)

@@ -54,9 +54,7 @@ def load_model(model: str | os.PathLike, device: str = "cpu") -> tuple[EdgeFaceM
     """An EdgeFace model (eval mode) and its image processor from a folder or Hub repo id."""
     path = Path(model)
     if path.exists() and not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{path} is not a model folder (no config.json); make one with `hfr-hf convert`."
-        )
+        raise FileNotFoundError(f"{path} is not a model folder (no config.json); make one with `hfr-hf convert`.")
     return EdgeFaceModel.from_pretrained(model).to(device).eval(), EdgeFaceImageProcessor.from_pretrained(model)
 
 

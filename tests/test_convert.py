@@ -109,7 +109,10 @@ def test_checkpoint_of_another_architecture(tmp_path):
     other = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.Linear(8, 10))
     path = tmp_path / "resnetish.pt"
     torch.save({f"model.{k}": v for k, v in other.state_dict().items()}, path)
-    with pytest.raises(CheckpointError, match=r"(?s)fits no EdgeFace variant.*Closest is .xxs.*missing \(160\).*unexpected \(9\): 0.bias"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"(?s)fits no EdgeFace variant.*Closest is .xxs.*missing \(160\).*unexpected \(9\): 0.bias",
+    ):
         convert_checkpoint(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

@@ -35,7 +35,9 @@ def test_parameter_counts_equal_the_official_ones(variant):
 def test_lowrank_variant_factorises_every_linear_including_the_head():
     with torch.device("meta"):
         model = EdgeFaceModel(EdgeFaceConfig.from_variant("xs_gamma_06"))
-    assert not any(isinstance(m, torch.nn.Linear) and "linear" not in n.rsplit(".", 1)[-1] for n, m in model.named_modules())
+    assert not any(
+        isinstance(m, torch.nn.Linear) and "linear" not in n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+    )
     assert isinstance(model.head.fc, EdgeFaceLowRankLinear)
     assert model.head.fc.rank == lowrank_rank(192, 512, 0.6) == 115
 
