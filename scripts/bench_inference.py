@@ -121,8 +121,16 @@ def bench(variant: str, args: argparse.Namespace) -> dict:
 
 def print_table(rows: list[dict], threads: int) -> None:
     print(f"\ntorch {torch.__version__}, {threads} threads, CPU\n")
-    header = ["variant", "params", "weights MiB", "b1 latency ms (p10-p90)", "ref ms", "b32 img/s", "ref img/s",
-              "peak RSS +MiB (b32)"]
+    header = [
+        "variant",
+        "params",
+        "weights MiB",
+        "b1 latency ms (p10-p90)",
+        "ref ms",
+        "b32 img/s",
+        "ref img/s",
+        "peak RSS +MiB (b32)",
+    ]
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for r in rows:
