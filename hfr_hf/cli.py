@@ -46,6 +46,31 @@ def _expand_images(items: list[str]) -> list[Path]:
     return paths
 
 
+def _aligner(args: argparse.Namespace):
+    """A FaceAligner when --align was given (images are raw photos), else None (images are aligned crops)."""
+    if not getattr(args, "align", False):
+        return None
+    from .alignment import FaceAligner
+
+    return FaceAligner(select=args.select)
+
+
+def cmd_align(args: argparse.Namespace) -> int:
+    from .alignment import FaceAligner
+    from .alignment.folder import align_folder, read_landmarks_csv
+
+    landmarks = read_landmarks_csv(args.landmarks) if args.landmarks else None
+    aligner = FaceAligner(select=args.select, min_face_size=args.min_face_size, image_size=args.size)
+    report = align_folder(args.source, args.destination, aligner, landmarks=landmarks, twins=args.twins)
+    print(f"Aligned {len(report.aligned)} images into {args.destination}; details in {report.csv_path}")
+    if report.failed:
+        print(f"{len(report.failed)} images failed:", file=sys.stderr)
+        for path, reason in report.failed.items():
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return 3
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from .convert import convert_checkpoint, official_checkpoint_path
 
@@ -66,7 +91,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if output.suffix not in (".npz", ".safetensors"):
         raise ValueError(f"--output must end in .npz or .safetensors, got {output.name}.")
     model, processor = load_model(args.model, args.device)
-    embeddings = embed_images(model, processor, paths, args.batch_size, normalize=not args.raw)
+    embeddings = embed_images(model, processor, paths, args.batch_size, normalize=not args.raw, aligner=_aligner(args))
     names = [str(p) for p in paths]
 
     def write(tmp: str) -> None:
@@ -91,7 +116,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise FileNotFoundError(f"Image {path} does not exist.")
     model, processor = load_model(args.model, args.device)
-    embeddings = embed_images(model, processor, paths, progress=False)
+    embeddings = embed_images(model, processor, paths, progress=False, aligner=_aligner(args))
     score = float(cosine_similarity(embeddings[:1], embeddings[1:])[0, 0])
     result = {"image_a": str(paths[0]), "image_b": str(paths[1]), "cosine": score}
     line = f"cosine similarity {score:.4f}"
@@ -115,7 +140,7 @@ def cmd_verify_folder(args: argparse.Namespace) -> int:
             f"found {len(paths)} images in {len(set(identities))} folders."
         )
     model, processor = load_model(args.model, args.device)
-    embeddings = embed_images(model, processor, paths, args.batch_size)
+    embeddings = embed_images(model, processor, paths, args.batch_size, aligner=_aligner(args))
     genuine, impostor = all_pairs_scores(cosine_similarity(embeddings, embeddings), identities)
     summary = verification_summary(genuine, impostor)
     print(f"{len(paths)} images of {len(set(identities))} identities in {root}")
@@ -145,6 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
     def add_model_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--model", required=True, help="model folder (from `hfr-hf convert`) or Hub repo id")
         sub.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+        sub.add_argument("--align", action="store_true", help="images are raw photos: detect and align faces first")
+        sub.add_argument("--select", choices=["confidence", "largest"], default="confidence", help="face to use")
+
+    align = commands.add_parser("align", help="detect and align faces: mirror a folder tree as 112×112 PNG crops")
+    align.add_argument("source", help="folder of images (searched recursively)")
+    align.add_argument("destination", help="folder to write crops and alignment.csv into")
+    align.add_argument("--select", choices=["confidence", "largest", "all"], default="confidence")
+    align.add_argument("--landmarks", help="CSV of given landmarks: path, x1, y1, ... (10 or 4 coordinates)")
+    align.add_argument("--twins", help="folder of pixel-registered visible images whose landmarks align these")
+    align.add_argument("--min-face-size", type=int, default=20, help="smallest face to detect, in pixels")
+    align.add_argument("--size", type=int, default=112, help="side of the aligned crops")
+    align.set_defaults(func=cmd_align)
 
     embed = commands.add_parser("embed", help="embed images (files or folders) into an .npz or .safetensors file")
     embed.add_argument("images", nargs="+", help="image files or folders")

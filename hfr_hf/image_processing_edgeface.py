@@ -177,9 +177,13 @@ class EdgeFaceImageProcessor(BaseImageProcessor):
         intensity_normalization: str | None = None,
         input_data_format: str | None = None,
         return_tensors: str | None = None,
+        aligner: Any = None,
         **kwargs,
     ) -> BatchFeature:
-        """Images → `BatchFeature` with `pixel_values` of shape (N, 3, height, width)."""
+        """Images → `BatchFeature` with `pixel_values` of shape (N, 3, height, width).
+
+        `aligner`: optional callable taking one raw image and returning its aligned face crop (for example
+        `hfr_hf.alignment.FaceAligner()`), applied to every image first, so raw photos can be given."""
         do_resize = self.do_resize if do_resize is None else do_resize
         size = self.size if size is None else size
         resample = self.resample if resample is None else resample
@@ -196,7 +200,10 @@ class EdgeFaceImageProcessor(BaseImageProcessor):
         target = (size["height"], size["width"])
         batch = []
         for image in self._split_batch(images, input_data_format):
-            rgb = self.to_rgb_uint8(image, input_data_format, intensity_normalization)
+            layout = input_data_format
+            if aligner is not None:
+                image, layout = aligner(image), "channels_last"
+            rgb = self.to_rgb_uint8(image, layout, intensity_normalization)
             if rgb.shape[:2] != target:
                 if not do_resize:
                     raise ValueError(

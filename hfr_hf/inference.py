@@ -66,15 +66,17 @@ def embed_images(
     batch_size: int = 64,
     normalize: bool = True,
     progress: bool = True,
+    aligner=None,
 ) -> np.ndarray:
-    """(N, embedding_size) float32 embeddings of images (paths or in-memory images), in batches."""
+    """(N, embedding_size) float32 embeddings of images (paths or in-memory images), in batches; raw photos
+    are aligned first when an `aligner` (e.g. `hfr_hf.alignment.FaceAligner()`) is given."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     device = next(model.parameters()).device
     chunks = []
     for start in tqdm(range(0, len(images), batch_size), desc="embedding", unit="batch", disable=not progress):
         batch = [load_image(i) if isinstance(i, (str, os.PathLike)) else i for i in images[start : start + batch_size]]
-        pixel_values = processor(batch, return_tensors="pt").pixel_values.to(device)
+        pixel_values = processor(batch, return_tensors="pt", aligner=aligner).pixel_values.to(device)
         embeddings = model(pixel_values=pixel_values).embeddings
         chunks.append((F.normalize(embeddings, dim=-1) if normalize else embeddings).float().cpu().numpy())
     return np.concatenate(chunks) if chunks else np.zeros((0, model.config.embedding_size), np.float32)

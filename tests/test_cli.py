@@ -73,3 +73,28 @@ def test_model_folder_without_config(tmp_path, assets, capsys):
     image = assets / "faces/att/s1/1.pgm"
     assert main(["verify", str(image), str(image), "--model", str(tmp_path)]) == 1
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_align_mirrors_a_folder_and_reports_failures(assets, tmp_path, capsys):
+    source = tmp_path / "photos"
+    (source / "people").mkdir(parents=True)
+    for name in ("img1.jpg", "img2.jpg"):
+        (source / "people" / name).write_bytes((assets / "faces/deepface" / name).read_bytes())
+    (source / "people/broken.jpg").write_text("not a photo")
+    code = main(["align", str(source), str(tmp_path / "aligned")])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "people/broken.jpg" in err and "could not be read as an image" in err
+    assert sorted(p.name for p in (tmp_path / "aligned/people").iterdir()) == ["img1.png", "img2.png"]
+    assert (tmp_path / "aligned/alignment.csv").read_text().count("\n") == 4  # header + 3 images
+
+
+def test_verify_with_alignment(xxs_folder, assets, capsys):
+    photos = assets / "faces/deepface"
+
+    def cosine(a, b):
+        argv = ["verify", str(photos / a), str(photos / b), "--model", str(xxs_folder), "--align", "--json"]
+        assert main(argv) == 0
+        return json.loads(capsys.readouterr().out)["cosine"]
+
+    assert cosine("img1.jpg", "img2.jpg") > cosine("img1.jpg", "img13.jpg") + 0.3  # same person vs other

@@ -1,0 +1,204 @@
+"""Five-point face alignment to the 112×112 ArcFace template that EdgeFace was trained on.
+
+Landmarks come from the MTCNN detector, from a dataset's annotations (five points or the two eye centres),
+or from a pixel-registered visible twin of a thermal/NIR image. A least-squares similarity transform
+(Umeyama) maps them to the template and OpenCV warps the image.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..image_processing_edgeface import EdgeFaceImageProcessor
+from .mtcnn import MTCNN, FaceDetections
+
+__all__ = [
+    "ARCFACE_TEMPLATE",
+    "AlignedFace",
+    "AlignmentError",
+    "FaceAligner",
+    "similarity_transform",
+    "transform_points",
+    "warp_face",
+]
+
+# insightface's five reference points for a 112×112 crop: left eye, right eye, nose tip, mouth corners
+# ("left" = left side of the image).
+ARCFACE_TEMPLATE = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float64,
+)
+SELECTIONS = ("confidence", "largest", "all")
+
+
+class AlignmentError(ValueError):
+    """No face could be aligned in an image (nothing detected, or unusable landmarks)."""
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """(2, 3) least-squares similarity (rotation, uniform scale, translation; no reflection) mapping `src`
+    points onto `dst` points (Umeyama 1991). Two points determine it exactly."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
+        raise AlignmentError(f"Landmarks must be matching (N, 2) arrays with N ≥ 2, got {src.shape} and {dst.shape}.")
+    src_mean, dst_mean = src.mean(0), dst.mean(0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    src_var = (src_c**2).sum() / len(src)
+    if src_var < 1e-12:
+        raise AlignmentError("The landmarks coincide; they cannot define an alignment.")
+    u, s, vt = np.linalg.svd(dst_c.T @ src_c / len(src))
+    d = np.diag([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])
+    rotation = u @ d @ vt
+    scale = np.trace(np.diag(s) @ d) / src_var
+    translation = dst_mean - scale * rotation @ src_mean
+    return np.hstack([scale * rotation, translation[:, None]])
+
+
+def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a (2, 3) affine matrix to (N, 2) points."""
+    points = np.asarray(points, np.float64)
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def warp_face(image: np.ndarray, matrix: np.ndarray, size: int = 112) -> np.ndarray:
+    """The (size, size) crop that `matrix` maps the image onto (bilinear, black outside the image)."""
+    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+@dataclass
+class AlignedFace:
+    """One aligned face: the crop and where it came from."""
+
+    crop: np.ndarray  # (size, size, 3) uint8 RGB
+    landmarks: np.ndarray  # (5, 2) or (2, 2) points in the source image
+    matrix: np.ndarray  # (2, 3) source → crop
+    box: np.ndarray | None = None  # (4,) x1, y1, x2, y2 when detected
+    score: float | None = None  # detector confidence when detected
+    source: str = "detected"  # detected | landmarks | eyes | twin
+    extra: dict = field(default_factory=dict)
+
+
+class FaceAligner:
+    """Detects faces with MTCNN (or takes given landmarks) and warps them to the ArcFace template.
+
+    Args:
+        select: which detected face(s) to keep: `confidence` (most confident), `largest` (largest box) or
+            `all`.
+        image_size: side of the aligned crop (112 for EdgeFace; the template scales with it).
+        detector: an `MTCNN` instance; built with `min_face_size`, `thresholds` and `scale_factor` when None.
+        intensity_normalization: how grey, 16-bit and float images reach 8 bits before detection
+            (see `EdgeFaceImageProcessor`).
+
+    Calling the aligner on an image returns the crop of the selected face, so it can be handed to the image
+    processor: `processor(photos, aligner=FaceAligner())`.
+    """
+
+    def __init__(
+        self,
+        select: str = "confidence",
+        image_size: int = 112,
+        detector: MTCNN | None = None,
+        min_face_size: int = 20,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+        scale_factor: float = 0.709,
+        intensity_normalization: str = "auto",
+    ) -> None:
+        if select not in SELECTIONS:
+            raise ValueError(f"select must be one of {', '.join(SELECTIONS)}, got {select!r}.")
+        self.select = select
+        self.image_size = image_size
+        self.template = ARCFACE_TEMPLATE * image_size / 112.0
+        self._detector = detector
+        self._detector_options = dict(min_face_size=min_face_size, thresholds=thresholds, scale_factor=scale_factor)
+        self._to_rgb = EdgeFaceImageProcessor(intensity_normalization=intensity_normalization).to_rgb_uint8
+
+    @property
+    def detector(self) -> MTCNN:
+        if self._detector is None:  # built on first use: landmark-only alignment needs no weights
+            self._detector = MTCNN(**self._detector_options)
+        return self._detector
+
+    def to_rgb(self, image: Any) -> np.ndarray:
+        """Any supported image (path, PIL, numpy, torch; grey, 16-bit, float) as (H, W, 3) uint8 RGB."""
+        if isinstance(image, (str, os.PathLike)):
+            from ..inference import load_image
+
+            image = load_image(image)
+        return self._to_rgb(image)
+
+    def from_landmarks(self, image: Any, landmarks: np.ndarray) -> AlignedFace:
+        """Align with given points: five (eyes, nose, mouth corners) or two (eye centres), image-left first."""
+        rgb = self.to_rgb(image)
+        points = np.asarray(landmarks, np.float64).reshape(-1, 2)
+        if len(points) == 5:
+            target, source = self.template, "landmarks"
+        elif len(points) == 2:
+            target, source = self.template[:2], "eyes"
+        else:
+            raise AlignmentError(f"Give 5 landmarks or 2 eye centres as (x, y) pairs, got {len(points)} points.")
+        if not np.isfinite(points).all():
+            raise AlignmentError("The landmarks contain NaN or infinite values.")
+        matrix = similarity_transform(points, target)
+        return AlignedFace(warp_face(rgb, matrix, self.image_size), points, matrix, source=source)
+
+    def _faces(self, rgb: np.ndarray, detections: FaceDetections, source: str) -> list[AlignedFace]:
+        faces = []
+        for box, score, points in zip(detections.boxes, detections.scores, detections.landmarks):
+            matrix = similarity_transform(points, self.template)
+            faces.append(
+                AlignedFace(warp_face(rgb, matrix, self.image_size), points, matrix, box, float(score), source)
+            )
+        return faces
+
+    def _selected(self, faces: list[AlignedFace]) -> list[AlignedFace]:
+        if self.select == "largest":
+            areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in faces]
+            return [faces[int(np.argmax(areas))]]
+        if self.select == "confidence":
+            return [max(faces, key=lambda f: f.score)]
+        return faces
+
+    def detect_and_align(self, images: list[Any]) -> list[list[AlignedFace] | AlignmentError]:
+        """Align a batch (detection batched): per image the selected faces, or the error that stopped it.
+        One bad image never stops the others."""
+        results: list = [None] * len(images)
+        rgbs, slots = [], []
+        for i, image in enumerate(images):
+            try:
+                rgbs.append(self.to_rgb(image))
+                slots.append(i)
+            except (ValueError, TypeError, OSError) as error:
+                results[i] = AlignmentError(str(error))
+        for i, rgb, detections in zip(slots, rgbs, self.detector.detect(rgbs) if rgbs else []):
+            faces = self._faces(rgb, detections, "detected")
+            results[i] = self._selected(faces) if faces else AlignmentError("No face was detected.")
+        return results
+
+    def align(self, image: Any) -> list[AlignedFace]:
+        """The selected face(s) of one image; raises `AlignmentError` when none is found."""
+        result = self.detect_and_align([image])[0]
+        if isinstance(result, AlignmentError):
+            raise result
+        return result
+
+    def align_registered_pair(self, visible: Any, target: Any) -> tuple[AlignedFace, AlignedFace]:
+        """Align a pixel-registered visible/thermal (or NIR) pair with the landmarks found on the visible
+        image, where detectors work best; the images must have the same size."""
+        face = self.align(visible)[0]
+        rgb = self.to_rgb(target)
+        visible_shape = self.to_rgb(visible).shape[:2]
+        if rgb.shape[:2] != visible_shape:
+            raise AlignmentError(
+                f"Registered images must have the same size; visible is {visible_shape}, target is {rgb.shape[:2]}."
+            )
+        twin = AlignedFace(warp_face(rgb, face.matrix, self.image_size), face.landmarks, face.matrix, source="twin")
+        return face, twin
+
+    def __call__(self, image: Any) -> np.ndarray:
+        """The aligned crop of the selected face (for `processor(images, aligner=...)`)."""
+        return self.align(image)[0].crop

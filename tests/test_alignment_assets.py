@@ -1,0 +1,98 @@
+"""Detection and alignment on the shared real faces, and bad inputs, with the real MTCNN weights."""
+
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hfr_hf.alignment import AlignmentError, FaceAligner
+from hfr_hf.evaluation import roc_auc
+from hfr_hf.inference import cosine_similarity, embed_images, load_model
+
+
+@pytest.fixture(scope="module")
+def aligner():
+    return FaceAligner()
+
+
+@pytest.fixture(scope="module")
+def deepface(assets):
+    return sorted((assets / "faces/deepface").glob("img*.jpg"), key=lambda p: int(p.stem[3:]))
+
+
+def test_deepface_photos_are_aligned(aligner, deepface):
+    results = aligner.detect_and_align(deepface)
+    assert len(deepface) == 25
+    assert sum(not isinstance(r, Exception) for r in results) >= 24
+
+
+def pair_scores(assets, folder, aligner):
+    with open(assets / "faces/deepface/master.csv", newline="") as handle:
+        pairs = [(row["file_x"], row["file_y"], row["Decision"].strip() == "Yes") for row in csv.DictReader(handle)]
+    names = sorted({name for a, b, _ in pairs for name in (a, b)})
+    model, processor = load_model(folder)
+    paths = [assets / "faces/deepface" / name for name in names]
+    embeddings = embed_images(model, processor, paths, progress=False, aligner=aligner)
+    index = {name: i for i, name in enumerate(names)}
+    similarity = cosine_similarity(embeddings, embeddings)
+    scores = np.array([similarity[index[a], index[b]] for a, b, _ in pairs])
+    labels = np.array([same for _, _, same in pairs])
+    return roc_auc(scores[labels], scores[~labels])
+
+
+def test_alignment_makes_the_deepface_pairs_separate(xxs_folder, assets, aligner):
+    aligned = pair_scores(assets, xxs_folder, aligner)
+    resized = pair_scores(assets, xxs_folder, None)
+    assert aligned >= 0.99
+    assert aligned > resized
+
+
+def photo(assets, name="img1.jpg"):
+    return np.asarray(Image.open(assets / "faces/deepface" / name).convert("RGB"))
+
+
+def test_large_image_landmarks_map_back(aligner, assets):
+    small = photo(assets)
+    reference = aligner.align(small)[0]
+    factor = 7800 / max(small.shape[:2])
+    big = np.zeros((8000, 8000, 3), np.uint8)
+    resized = np.asarray(
+        Image.fromarray(small).resize((round(small.shape[1] * factor), round(small.shape[0] * factor)))
+    )
+    big[100 : 100 + resized.shape[0], 100 : 100 + resized.shape[1]] = resized
+    face = aligner.align(big)[0]
+    expected = reference.landmarks * factor + 100
+    eye_distance = np.linalg.norm(expected[1] - expected[0])
+    assert np.abs(face.landmarks - expected).max() < 0.1 * eye_distance
+
+
+def test_rgba_png_and_sixteen_bit_tiff(aligner, assets, tmp_path):
+    rgb = photo(assets)
+    reference = aligner.align(rgb)[0].landmarks
+    rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 200, np.uint8)], axis=-1)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "face.png")
+    np.testing.assert_allclose(aligner.align(tmp_path / "face.png")[0].landmarks, reference, atol=1e-3)
+    grey16 = np.asarray(Image.fromarray(rgb).convert("L"), np.uint16) * 257
+    Image.fromarray(grey16).save(tmp_path / "face16.tiff")
+    assert Image.open(tmp_path / "face16.tiff").mode.startswith("I;16")
+    face = aligner.align(tmp_path / "face16.tiff")[0]
+    eye_distance = np.linalg.norm(reference[1] - reference[0])
+    assert np.abs(face.landmarks - reference).max() < 0.15 * eye_distance
+
+
+def test_bad_files_fail_alone(aligner, assets, tmp_path):
+    (tmp_path / "notes.jpg").write_text("not an image at all")
+    jpeg = (assets / "faces/deepface/img1.jpg").read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(jpeg[:2000])
+    Image.fromarray(np.full((480, 640, 3), 128, np.uint8)).save(tmp_path / "blank.png")
+    Image.fromarray(np.full((20, 20, 3), 90, np.uint8)).save(tmp_path / "tiny.png")
+    inputs = [tmp_path / "notes.jpg", tmp_path / "truncated.jpg", tmp_path / "blank.png", tmp_path / "tiny.png"]
+    inputs.append(assets / "faces/deepface/img1.jpg")
+    results = aligner.detect_and_align(inputs)
+    for result in results[:4]:
+        assert isinstance(result, AlignmentError)
+    assert "could not be read as an image" in str(results[0])
+    assert "could not be read as an image" in str(results[1])
+    assert "No face was detected" in str(results[2]) and "No face was detected" in str(results[3])
+    assert results[4][0].crop.shape == (112, 112, 3)
