@@ -1,4 +1,4 @@
-# Quick start: `make run` (set up, convert EdgeFace-XXS, verify over the AT&T faces) and `make test`.
+# Quick start: `make run` (set up, convert EdgeFace-XXS, align and verify the AT&T faces) and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 ASSETS ?= ../shared/assets
@@ -22,7 +22,7 @@ setup: $(BIN)/hfr-hf
 
 run: setup
 	$(BIN)/hfr-hf convert xxs --output $(RUNS)/edgeface-xxs --overwrite
-	$(BIN)/hfr-hf verify-folder $(FACES) --model $(RUNS)/edgeface-xxs --json $(RUNS)/att_verification.json
+	$(BIN)/hfr-hf verify-folder $(FACES) --model $(RUNS)/edgeface-xxs --align --json $(RUNS)/att_verification.json
 
 test: setup
 	HFR_HF_ASSETS=$(ASSETS) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
