@@ -151,6 +151,80 @@ def cmd_verify_folder(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_adapter(model, adapter: str):
+    """Wrap `model` with a PEFT adapter folder (adapters come from a later part of the package)."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise ValueError("--adapter needs PEFT; install it with `pip install hfr-hf[train]`.") from None
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{adapter} is not an adapter folder (no adapter_config.json).")
+    return PeftModel.from_pretrained(model, adapter).eval()
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import (
+        EmbeddingCache,
+        embed_paths,
+        evaluate_protocol,
+        plot_cmc,
+        plot_det,
+        plot_roc,
+        read_protocol,
+        resolve_images,
+        write_scores,
+    )
+    from .inference import load_model
+
+    protocol = read_protocol(args.protocol)
+    keys, files = resolve_images(protocol, args.root)
+    report_path = Path(args.report)
+    if report_path.suffix != ".json":
+        raise ValueError(f"--report must end in .json, got {report_path.name}.")
+    model, processor = load_model(args.model, args.device)
+    if args.adapter:
+        model = _load_adapter(model, args.adapter)
+    fingerprint = json.dumps([str(Path(args.model).resolve()), args.adapter, args.align, args.select])
+    cache = EmbeddingCache(args.cache, fingerprint)
+    todo = set(cache.missing(keys))
+    if todo:
+        pick = [(k, f) for k, f in zip(keys, files) if k in todo]
+        embeddings = embed_paths(model, processor, [f for _, f in pick], args.batch_size, _aligner(args))
+        cache.update([k for k, _ in pick], embeddings)
+        cache.save()
+    result = evaluate_protocol(protocol, cache, bootstrap=args.bootstrap)
+    result.report.update(
+        model=str(args.model), adapter=args.adapter, root=str(args.root), images=len(keys), aligned=bool(args.align)
+    )
+    if args.scores:
+        scores = Path(args.scores)
+        for fold, rows in result.scores.items():
+            name = (
+                scores
+                if len(result.scores) == 1
+                else scores.with_name(f"{scores.name.split('.')[0]}-fold{fold}{''.join(scores.suffixes)}")
+            )
+            write_scores(name, rows)
+        result.report["scores"] = str(scores)
+    if args.plots:
+        plots = Path(args.plots)
+        label = Path(str(args.model)).name + (f" + {Path(args.adapter).name}" if args.adapter else "")
+        curves = {(label if len(result.pairs) == 1 else f"{label} fold {f}"): p for f, p in result.pairs.items()}
+        written = [
+            plot_roc(curves, plots / "roc.png", f"ROC — {protocol.name}"),
+            plot_det(curves, plots / "det.png", f"DET — {protocol.name}"),
+        ]
+        if result.cmcs:
+            cmcs = {(label if len(result.cmcs) == 1 else f"{label} fold {f}"): c for f, c in result.cmcs.items()}
+            written.append(plot_cmc(cmcs, plots / "cmc.png", f"CMC — {protocol.name}"))
+        result.report["plots"] = [str(p) for p in written]
+    _write_atomic(report_path, lambda tmp: Path(tmp).write_text(result.to_json()))
+    print(f"{protocol.name}: {protocol.kind}, {len(keys)} images, {len(result.report['folds'])} fold(s)")
+    print(result.table())
+    print(f"Report written to {report_path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hfr-hf", description="Cross-spectral face recognition with EdgeFace.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -207,6 +281,23 @@ def build_parser() -> argparse.ArgumentParser:
     folder.add_argument("--batch-size", type=int, default=64)
     folder.add_argument("--json", help="write the summary to this JSON file")
     folder.set_defaults(func=cmd_verify_folder)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="verification / identification metrics of a protocol CSV, with report, plots, score files"
+    )
+    add_model_options(evaluate)
+    evaluate.add_argument("--adapter", help="PEFT adapter folder to apply to the model (needs hfr-hf[train])")
+    evaluate.add_argument(
+        "--protocol", required=True, help="CSV: path_a,path_b,label (verification) or path,identity,modality,split"
+    )
+    evaluate.add_argument("--root", required=True, help="folder the protocol's image paths are relative to")
+    evaluate.add_argument("--report", required=True, help="JSON report to write")
+    evaluate.add_argument("--plots", help="folder for roc.png, det.png (and cmc.png for identification)")
+    evaluate.add_argument("--scores", help="bob score file: name.csv (CSV format) or any other name (4-column)")
+    evaluate.add_argument("--cache", help="embedding cache .npz, reused while model and alignment are unchanged")
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--bootstrap", type=int, default=0, help="resamples for 95%% confidence intervals")
+    evaluate.set_defaults(func=cmd_evaluate)
     return parser
 
 
