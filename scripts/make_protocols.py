@@ -7,7 +7,7 @@
 - yale.csv: identification, 15 people; fold c uses condition c (normal, glasses, ...) as the gallery and
   the person's other images as probes; 10 folds (centerlight, missing for
   subject01, is only ever a probe).
-- deepface.csv: verification, the 299 labelled pairs of faces/deepface/master.csv.
+- deepface.csv: verification, the 300 labelled pairs of faces/deepface/master.csv.
 - puj_t360.csv: thermal→thermal identification, gallery GalleryPristine, probes ProbePristine.
 Paths are relative to the assets folder, so evaluate with `--root ../shared/assets`.
 """
