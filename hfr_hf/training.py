@@ -1,0 +1,981 @@
+"""xEdgeFace training on Accelerate: a frozen EdgeFace plus a PEFT adapter, trained on paired cross-spectral data.
+
+The loop (used by `scripts/train.py`, `accelerate launch scripts/train.py --config CONFIG.json`):
+
+- data: a paired `datasets` set (a pairs CSV / `metadata.csv`, per-modality identity folders, or pseudo-spectral
+  pairs rendered from an identity folder), split by identity into train / validation / test, rendered and augmented
+  by `PairTransform` (re-drawn every epoch) and batched by `EdgeFaceImageProcessor`;
+- model: the student is EdgeFace + adapter ([`add_adapter`]); the teacher of self-distillation is the same PEFT
+  model with its adapter disabled ([`teacher_embeddings`]), so the base is in memory once;
+- each optimiser step logs the loss terms (tqdm on the main process, a CSV file in `output/logs/`, TensorBoard too
+  when it is installed); `accelerator.save_state` checkpoints go to `output/checkpoints/step_XXXXXX`, written to a
+  temporary folder and renamed, so `resume=True` never picks a half-written one and continues at the saved step;
+- every epoch, cross-spectral verification on the validation identities keeps the best adapter
+  (`output/best_adapter`, lowest EER); the last one goes to `output/adapter`; `output/report.json` compares the frozen
+  model and the adapted one on the test identities.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import resource
+import shutil
+import time
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from .adapters import ADAPTER_PRESETS, DEFAULT_ADAPTER_PRESET, add_adapter, save_adapter
+from .image_processing_edgeface import EdgeFaceImageProcessor
+from .losses import XEdgeFaceLoss, XEdgeFaceLossConfig, teacher_embeddings
+
+__all__ = [
+    "CHECKPOINT_PREFIX",
+    "CSVTracker",
+    "TrainingConfig",
+    "TrainingResult",
+    "TrainingState",
+    "build_datasets",
+    "evaluate_pairs",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_config",
+    "save_checkpoint",
+    "train",
+]
+
+CHECKPOINT_PREFIX = "step_"
+_CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
+_TMP_PREFIX = ".tmp-"
+STATE_NAME = "trainer_state.json"
+SCHEDULERS = ("cosine", "constant_with_warmup", "constant", "linear")
+DATA_TYPES = ("auto", "pairs_csv", "folders", "pseudo")
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
+
+
+# --------------------------------------------------------------------------------------------------------- config
+
+
+@dataclass
+class TrainingConfig:
+    """
+    Everything one xEdgeFace training run needs; JSON/YAML-loadable ([`load_config`]) and overridable by
+    `--key value` on the command line (`--loss.margin 0.2` for the loss).
+    """
+
+    model: str = field(metadata={"help": "Base EdgeFace: a model folder (from `hfr-hf convert`) or a Hub repo id."})
+    data: str = field(
+        metadata={
+            "help": "Paired data: a pairs CSV (vis_file, target_file, identity[, split]) or a folder holding "
+            "metadata.csv; a folder with <vis_dir>/<identity>/ and <target_dir>/<identity>/; or an identity folder "
+            "of aligned visible faces to render pseudo-spectral targets from (see data_type)."
+        }
+    )
+    output_dir: str = field(metadata={"help": "Where checkpoints, adapters, logs and report.json go."})
+    data_type: str = field(
+        default="auto",
+        metadata={
+            "help": "pairs_csv, folders, pseudo, or auto: a file or a folder with metadata.csv is pairs_csv, a folder "
+            "with vis_dir/ and target_dir/ is folders, any other folder is pseudo."
+        },
+    )
+    modality: str = field(
+        default="thermal",
+        metadata={"help": "Target spectrum: the renderer of pseudo pairs (thermal or nir) and the default target_dir."},
+    )
+    vis_dir: str = field(default="vis", metadata={"help": "Visible sub-folder of a per-modality (folders) set."})
+    target_dir: str | None = field(
+        default=None, metadata={"help": "Target sub-folder of a per-modality set; default: the modality."}
+    )
+    split_fractions: tuple[float, float, float] = field(
+        default=(0.7, 0.1, 0.2),
+        metadata={
+            "help": "Train / validation / test shares of the identities, used when the data has no split column. "
+            "A zero share leaves that split out (no validation: the last adapter is kept; no test: no comparison)."
+        },
+    )
+    split_seed: int = field(default=0, metadata={"help": "Seed of the identity split."})
+    max_train_pairs: int | None = field(
+        default=None, metadata={"help": "Use at most this many training pairs (seeded subset); None: all."}
+    )
+    augment: bool = field(default=True, metadata={"help": "Augment training images (flip, affine, blur, noise)."})
+    skip_bad: bool = field(default=False, metadata={"help": "Leave out unreadable images instead of failing."})
+    adapter_preset: str = field(
+        default=DEFAULT_ADAPTER_PRESET,
+        metadata={"help": f"What trains: one of {', '.join(ADAPTER_PRESETS)} (see hfr_hf.adapters)."},
+    )
+    adapter_name: str = field(default="default", metadata={"help": "Name of the PEFT adapter."})
+    loss: XEdgeFaceLossConfig = field(
+        default_factory=XEdgeFaceLossConfig, metadata={"help": "Margin and weights of the loss (XEdgeFaceLossConfig)."}
+    )
+    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate."})
+    weight_decay: float = field(
+        default=0.0,
+        metadata={"help": "AdamW weight decay; 0 by default because decay pulls LayerNorm scales away from 1."},
+    )
+    lr_scheduler: str = field(
+        default="cosine", metadata={"help": f"transformers' get_scheduler name: {', '.join(SCHEDULERS)}."}
+    )
+    warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up, in optimiser steps."})
+    num_epochs: int = field(default=3, metadata={"help": "Passes over the training pairs (unless max_steps is set)."})
+    max_steps: int | None = field(
+        default=None, metadata={"help": "Optimiser steps in all; overrides num_epochs when set."}
+    )
+    batch_size: int = field(default=32, metadata={"help": "Pairs per batch and process."})
+    eval_batch_size: int = field(default=64, metadata={"help": "Images per batch when embedding for evaluation."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimiser step."})
+    mixed_precision: str = field(
+        default="auto",
+        metadata={
+            "help": "no, fp16, bf16 (CUDA only), or auto: bf16 where the GPU has it, else fp16 on GPU, no on CPU."
+        },
+    )
+    cpu: bool = field(default=False, metadata={"help": "Train on the CPU even when a GPU is there."})
+    seed: int = field(default=0, metadata={"help": "Seed of weights' randomness, sampling, rendering, augmentation."})
+    checkpoint_every: int = field(
+        default=500, metadata={"help": "Save a resumable checkpoint every N optimiser steps (0: only at the end)."}
+    )
+    checkpoints_total_limit: int | None = field(
+        default=None, metadata={"help": "Keep at most this many checkpoints (oldest removed); None: all."}
+    )
+    log_every: int = field(default=1, metadata={"help": "Log the loss terms every N optimiser steps."})
+    num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes (rendering is CPU work)."})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.loss, dict):
+            self.loss = XEdgeFaceLossConfig(**self.loss)
+        if isinstance(self.split_fractions, str):  # "0.8,0.1,0.1" from the command line
+            self.split_fractions = tuple(float(v) for v in self.split_fractions.split(","))
+        if isinstance(self.split_fractions, list):
+            self.split_fractions = tuple(self.split_fractions)
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            if f.name != "loss":
+                _check_type(f.name, getattr(self, f.name), hints[f.name])
+        if self.data_type not in DATA_TYPES:
+            raise ValueError(f"data_type must be one of {', '.join(DATA_TYPES)}, got {self.data_type!r}.")
+        if self.adapter_preset not in ADAPTER_PRESETS:
+            raise ValueError(
+                f"adapter_preset must be one of {', '.join(ADAPTER_PRESETS)}, got {self.adapter_preset!r}."
+            )
+        if self.lr_scheduler not in SCHEDULERS:
+            raise ValueError(f"lr_scheduler must be one of {', '.join(SCHEDULERS)}, got {self.lr_scheduler!r}.")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(
+                f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}."
+            )
+        if len(self.split_fractions) != 3 or any(v < 0 for v in self.split_fractions) or self.split_fractions[0] <= 0:
+            raise ValueError(
+                "split_fractions must be three non-negative shares (train, validation, test) with a positive train "
+                f"share, got {self.split_fractions!r}."
+            )
+        positive = {
+            "batch_size": self.batch_size,
+            "eval_batch_size": self.eval_batch_size,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+            "num_epochs": self.num_epochs,
+            "log_every": self.log_every,
+        }
+        for name in ("max_steps", "max_train_pairs", "checkpoints_total_limit"):
+            if getattr(self, name) is not None:
+                positive[name] = getattr(self, name)
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value!r}.")
+        for name in ("warmup_steps", "checkpoint_every", "num_workers", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)!r}.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}.")
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (the loss config nested under `loss`)."""
+        out = asdict(self)
+        out["split_fractions"] = list(self.split_fractions)
+        return out
+
+
+def _check_type(name: str, value: Any, hint: Any) -> None:
+    """Raise a ValueError naming the field when `value` does not fit the annotation `hint`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    ok = True
+    if origin is Literal:
+        ok = value in args
+    elif origin is tuple:
+        ok = isinstance(value, tuple) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    elif hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif hint is str:
+        ok = isinstance(value, str)
+    if not ok:
+        wanted = getattr(hint, "__name__", str(hint))
+        raise ValueError(f"TrainingConfig.{name} must be {wanted}, got {value!r} ({type(value).__name__}).")
+
+
+def _parse_value(text: str) -> Any:
+    """A command-line value: JSON when it parses (numbers, true/false, null, lists), else the string."""
+    lowered = text.strip().lower()
+    if lowered in ("none", "null"):
+        return None
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = (), **values: Any) -> TrainingConfig:
+    """
+    A [`TrainingConfig`] from a JSON or YAML file, then `--key value` overrides (`--loss.margin 0.2`), then keyword
+    values. Unknown keys raise a ValueError listing the known ones.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Training config {path} does not exist.")
+        text = path.read_text()
+        if path.suffix.lower() in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError as error:
+                raise ValueError(
+                    f"{path} is YAML, but PyYAML is not installed; use JSON or `pip install pyyaml`."
+                ) from error
+            data = yaml.safe_load(text) or {}
+        else:
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path} is not valid JSON ({error}).") from error
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a mapping of option names to values, got {type(data).__name__}.")
+    overrides = list(overrides)
+    if len(overrides) % 2:
+        raise ValueError(f"Overrides come as `--key value` pairs; {overrides[-1]!r} has no value.")
+    for key, text in zip(overrides[::2], overrides[1::2]):
+        if not key.startswith("--"):
+            raise ValueError(f"Override {key!r} must look like --key (followed by its value).")
+        _set_key(data, key[2:].replace("-", "_"), _parse_value(text))
+    for key, value in values.items():
+        _set_key(data, key, value)
+    known = {f.name for f in fields(TrainingConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"Unknown training option(s) {', '.join(unknown)}; known options: {', '.join(sorted(known))}.")
+    loss = data.get("loss", {})
+    if isinstance(loss, dict):
+        loss_known = {f.name for f in fields(XEdgeFaceLossConfig)}
+        bad = sorted(set(loss) - loss_known)
+        if bad:
+            raise ValueError(f"Unknown loss option(s) {', '.join(bad)}; known: {', '.join(sorted(loss_known))}.")
+    missing = [name for name in ("model", "data", "output_dir") if name not in data]
+    if missing:
+        raise ValueError(f"The training config needs {', '.join(missing)} (in the file or as --{missing[0]} VALUE).")
+    return TrainingConfig(**data)
+
+
+def _set_key(data: dict, key: str, value: Any) -> None:
+    if key.startswith("loss."):
+        loss = data.setdefault("loss", {})
+        if isinstance(loss, XEdgeFaceLossConfig):
+            loss = data["loss"] = loss.to_dict()
+        loss[key.split(".", 1)[1]] = value
+    else:
+        data[key] = value
+
+
+# ----------------------------------------------------------------------------------------------------------- data
+
+
+class EpochSampler(Sampler[int]):
+    """A seeded permutation per epoch (`set_epoch`), so a resumed run sees the batches the interrupted one would."""
+
+    def __init__(self, length: int, seed: int) -> None:
+        self.length, self.seed, self.epoch = length, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.length).tolist())
+
+
+class PairCollator:
+    """Rows of `PairTransform` → `{"vis": (B, 3, H, W), "target": (B, 3, H, W), "identity": [str]}`."""
+
+    def __init__(self, processor: EdgeFaceImageProcessor) -> None:
+        self.processor = processor
+
+    def __call__(self, rows: list[dict]) -> dict[str, Any]:
+        return {
+            "vis": self.processor([r["vis"] for r in rows], return_tensors="pt").pixel_values,
+            "target": self.processor([r["target"] for r in rows], return_tensors="pt").pixel_values,
+            "identity": [r["identity"] for r in rows],
+        }
+
+
+def _data_type(config: TrainingConfig) -> str:
+    if config.data_type != "auto":
+        return config.data_type
+    path = Path(config.data)
+    if path.is_file() or (path / "metadata.csv").is_file():
+        return "pairs_csv"
+    if (path / config.vis_dir).is_dir() and (path / (config.target_dir or config.modality)).is_dir():
+        return "folders"
+    return "pseudo"
+
+
+def build_datasets(config: TrainingConfig) -> dict[str, Any]:
+    """The paired set of `config.data`, split by identity: `{"train": Dataset, "validation": ..., "test": ...}`
+    (a split is absent when it has no rows)."""
+    from .data import load_pairs_csv, pairs_from_folders, pseudo_pairs_from_folder, split_identities
+
+    kind = _data_type(config)
+    path = Path(config.data)
+    if not path.exists():
+        raise FileNotFoundError(f"Training data {path} does not exist.")
+    if kind == "pairs_csv":
+        dataset = load_pairs_csv(path, skip_bad=config.skip_bad, modality=config.modality, seed=config.seed)
+    elif kind == "folders":
+        dataset = pairs_from_folders(
+            path, config.vis_dir, config.target_dir or config.modality, seed=config.seed, skip_bad=config.skip_bad
+        )
+    else:
+        if config.modality not in ("thermal", "nir"):
+            raise ValueError(f"Pseudo-spectral pairs are rendered as thermal or nir, not {config.modality!r}.")
+        dataset = pseudo_pairs_from_folder(path, config.modality, seed=config.seed, skip_bad=config.skip_bad)
+    splits = dataset["split"]
+    if not all(splits):  # no split column (or a partial one): split the identities ourselves
+        mapping = split_identities(dataset["identity"], config.split_fractions, config.split_seed)
+        splits = [mapping[i] for i in dataset["identity"]]
+    out = {}
+    for name in ("train", "validation", "test"):
+        indices = [i for i, s in enumerate(splits) if s == name]
+        if indices:
+            out[name] = dataset.select(indices)
+    unknown = sorted(set(splits) - {"train", "validation", "test"})
+    if unknown:
+        raise ValueError(f"{config.data} has split names {unknown}; use train, validation and test.")
+    if "train" not in out:
+        raise ValueError(f"{config.data} has no training pairs after the identity split; give it more identities.")
+    if config.max_train_pairs is not None and len(out["train"]) > config.max_train_pairs:
+        keep = np.random.default_rng(config.seed).choice(len(out["train"]), config.max_train_pairs, replace=False)
+        out["train"] = out["train"].select(sorted(keep.tolist()))
+    return out
+
+
+def _pair_transform(config: TrainingConfig, dataset, augment: bool):
+    from .data import Augment, PairTransform
+
+    renderer = config.modality if "target_source" in dataset.column_names else None
+    return PairTransform(renderer=renderer, augment=Augment() if augment else None, seed=config.seed)
+
+
+# ----------------------------------------------------------------------------------------------------- evaluation
+
+
+def _rows(dataset, transform, start: int, stop: int) -> dict[str, list]:
+    columns = [c for c in ("vis", "target", "target_source", "seed") if c in dataset.column_names]
+    return transform(dataset.select_columns(columns)[start:stop])
+
+
+@torch.no_grad()
+def _embed(model: nn.Module, processor: EdgeFaceImageProcessor, images: list, batch_size: int) -> np.ndarray:
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(images), batch_size):
+        pixels = processor(images[start : start + batch_size], return_tensors="pt").pixel_values.to(device)
+        out.append(torch.nn.functional.normalize(model(pixel_values=pixels).embeddings.float(), dim=-1).cpu().numpy())
+    return np.concatenate(out)
+
+
+def _summary(genuine: np.ndarray, impostor: np.ndarray) -> dict[str, float | int]:
+    from .evaluation import verification_metrics
+
+    if genuine.size == 0 or impostor.size == 0:
+        return {"genuine_pairs": int(genuine.size), "impostor_pairs": int(impostor.size)}
+    metrics = verification_metrics(genuine, impostor, fars=(1e-2,))
+    return {
+        "auc": metrics["auc"],
+        "eer": metrics["eer"],
+        "tar_at_far_1e-2": metrics["tar_at_far"]["1e-2"],
+        "genuine_pairs": metrics["genuine_pairs"],
+        "impostor_pairs": metrics["impostor_pairs"],
+    }
+
+
+def evaluate_pairs(
+    model: nn.Module,
+    processor: EdgeFaceImageProcessor,
+    dataset,
+    transform: Callable[[dict[str, list]], dict[str, list]],
+    batch_size: int = 64,
+) -> dict[str, dict[str, float | int]]:
+    """
+    Verification on a paired split, all pairs: `cross` (every VIS image against every target image; genuine when
+    the identities match) and `vis` (every unordered pair of VIS images). AUC, EER, TAR@FAR=1e-2 and pair counts.
+
+    `transform` renders targets without augmentation (a `PairTransform` with `augment=None`). A target rendered from
+    the very photo a VIS image is (pseudo pairs) is not scored against it: that would be a pixel-level shortcut.
+    Each VIS file is embedded once; real target files once, rendered targets once per row.
+    """
+    from .evaluation import all_pairs_scores
+
+    was_training = model.training
+    model.eval()
+    vis_images, target_images = [], []
+    for start in range(0, len(dataset), 256):
+        rows = _rows(dataset, transform, start, start + 256)
+        vis_images += rows["vis"]
+        target_images += rows["target"]
+    identities = np.asarray(dataset["identity"])
+    vis_paths, target_paths = dataset["vis_path"], dataset["target_path"]
+    synthetic = dataset["synthetic"]
+    first_vis = list({p: i for i, p in reversed(list(enumerate(vis_paths)))}.values())
+    target_keys = [i if synthetic[i] else target_paths[i] for i in range(len(dataset))]
+    first_target = list({k: i for i, k in reversed(list(enumerate(target_keys)))}.values())
+    vis_idx, tgt_idx = sorted(first_vis), sorted(first_target)
+    try:
+        vis = _embed(model, processor, [vis_images[i] for i in vis_idx], batch_size)
+        tgt = _embed(model, processor, [target_images[i] for i in tgt_idx], batch_size)
+    finally:
+        model.train(was_training)
+    vis_ids, tgt_ids = identities[vis_idx], identities[tgt_idx]
+    cross = vis @ tgt.T
+    same = vis_ids[:, None] == tgt_ids[None, :]
+    same_photo = np.asarray([vis_paths[i] for i in vis_idx])[:, None] == np.asarray([target_paths[j] for j in tgt_idx])
+    usable = ~same_photo
+    genuine, impostor = all_pairs_scores(vis @ vis.T, list(vis_ids))
+    return {
+        "cross": _summary(cross[same & usable], cross[~same & usable]),
+        "vis": _summary(genuine, impostor),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- checkpoints
+
+
+@dataclass
+class TrainingState:
+    """Where the loop is; saved beside every checkpoint as `trainer_state.json`."""
+
+    global_step: int = 0  # optimiser steps done
+    epoch: int = 0  # the epoch in progress
+    batches_done: int = 0  # batches of `epoch` consumed (per process)
+    best_eer: float | None = None
+    best_epoch: int | None = None
+    best_step: int | None = None
+    validated_epochs: list[int] = field(default_factory=list)
+    validation: list[dict] = field(default_factory=list)
+    epoch_times: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints under `output_dir/checkpoints`, oldest step first; temporary folders are not listed."""
+    root = Path(output_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        match = _CHECKPOINT_RE.match(path.name)
+        if match and path.is_dir() and (path / STATE_NAME).is_file():
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found)]
+
+
+def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint, or None."""
+    found = list_checkpoints(output_dir)
+    return found[-1] if found else None
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    """Write JSON through a temporary file and a rename, so a reader never sees half of it."""
+    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}")
+    with open(tmp, "w") as handle:
+        json.dump(payload, handle, indent=2, default=_json_default)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def save_checkpoint(
+    accelerator, output_dir: str | os.PathLike, state: TrainingState, total_limit: int | None = None
+) -> Path:
+    """
+    `accelerator.save_state` into `checkpoints/.tmp-step_XXXXXX`, then `trainer_state.json`, then a rename to
+    `checkpoints/step_XXXXXX`: until the rename the checkpoint is invisible to [`latest_checkpoint`]. Every process
+    must call it (each saves its RNG state).
+    """
+    root = Path(output_dir) / "checkpoints"
+    final = root / f"{CHECKPOINT_PREFIX}{state.global_step:06d}"
+    tmp = root / f"{_TMP_PREFIX}{final.name}"
+    if accelerator.is_main_process:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # a leftover of a killed run
+        tmp.mkdir()
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        _write_json(tmp / STATE_NAME, state.to_dict())
+        if final.exists():  # the same step saved again (e.g. the end of a resumed run): replace it
+            old = root / f"{_TMP_PREFIX}old-{final.name}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        if total_limit is not None:
+            for stale in list_checkpoints(output_dir)[:-total_limit]:
+                shutil.rmtree(stale, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _load_checkpoint(accelerator, path: Path) -> TrainingState:
+    accelerator.load_state(str(path))
+    return TrainingState(**json.loads((path / STATE_NAME).read_text()))
+
+
+# ------------------------------------------------------------------------------------------------------- tracking
+
+
+class CSVTracker:
+    """
+    An Accelerate tracker writing `logs/metrics.csv` in long form (`step, name, value`), so that runs log offline
+    without TensorBoard or any service. Pass it as `Accelerator(log_with=[CSVTracker(dir)])`.
+    """
+
+    name = "csv"
+    requires_logging_directory = True
+    main_process_only = True
+
+    def __init__(self, logging_dir: str | os.PathLike, resume_step: int | None = None) -> None:
+        self.path = Path(logging_dir) / "metrics.csv"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and self.path.is_file():
+            # rows logged after the checkpoint by the interrupted run are replaced by the resumed run's
+            with open(self.path, newline="") as handle:
+                kept = [row for row in csv.reader(handle) if row[0] == "step" or int(row[0]) <= resume_step]
+            with open(self.path, "w", newline="") as handle:
+                csv.writer(handle).writerows(kept)
+        if not self.path.is_file():
+            with open(self.path, "w", newline="") as handle:
+                csv.writer(handle).writerow(["step", "name", "value"])
+
+    @property
+    def tracker(self) -> CSVTracker:
+        return self
+
+    def start(self) -> None:
+        pass
+
+    def store_init_configuration(self, values: dict) -> None:
+        _write_json(self.path.with_name("config.json"), values)
+
+    def log(self, values: dict, step: int | None = None, **kwargs: Any) -> None:
+        with open(self.path, "a", newline="") as handle:
+            writer = csv.writer(handle)
+            for key, value in values.items():
+                writer.writerow([step, key, float(value)])
+
+    def finish(self) -> None:
+        pass
+
+
+def _make_tracker_class():
+    """`CSVTracker` as a subclass of Accelerate's `GeneralTracker` (imported lazily: accelerate is an extra)."""
+    from accelerate.tracking import GeneralTracker
+
+    return type("CSVTracker", (CSVTracker, GeneralTracker), {})
+
+
+# ---------------------------------------------------------------------------------------------------------- train
+
+
+@dataclass
+class TrainingResult:
+    """What a run produced."""
+
+    output_dir: Path
+    global_step: int
+    adapter: Path  # the last adapter (or model, for full fine-tuning)
+    best_adapter: Path | None  # lowest validation EER; None without validation data
+    report_path: Path
+    report: dict
+    resumed_from: Path | None = None
+
+
+def _resolve_mixed_precision(value: str, cpu: bool) -> str:
+    cuda = (
+        torch.cuda.is_available() and not cpu and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true")
+    )
+    if value == "auto":
+        if not cuda:
+            return "no"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if value != "no" and not cuda:
+        raise ValueError(
+            f"mixed_precision={value!r} needs a CUDA GPU, and this run is on the CPU; use mixed_precision 'no' or 'auto'."
+        )
+    return value
+
+
+def _peak_memory_mb() -> dict[str, float]:
+    # ru_maxrss is in KiB on Linux
+    out = {
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["peak_cuda_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def _load_base(name: str):
+    from .modeling_edgeface import EdgeFaceModel
+
+    path = Path(name)
+    if path.exists() and not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} is not a model folder (no config.json); make one with `hfr-hf convert`.")
+    model = EdgeFaceModel.from_pretrained(name)
+    try:
+        processor = EdgeFaceImageProcessor.from_pretrained(name)
+    except OSError:  # a bare model folder: the processor follows the model's input size
+        size = model.config.image_size
+        processor = EdgeFaceImageProcessor(size={"height": size, "width": size})
+    return model, processor
+
+
+def train(
+    config: TrainingConfig,
+    resume: bool = False,
+    step_callback: Callable[[TrainingState], None] | None = None,
+) -> TrainingResult:
+    """
+    Train an xEdgeFace adapter as `config` says (see the module docstring); returns where everything went.
+
+    `resume=True` continues from the newest complete checkpoint in `config.output_dir/checkpoints` (from scratch
+    when there is none). `step_callback(state)` runs on every process after every optimiser step (and after a
+    checkpoint of that step); an exception there stops the run, as a kill would.
+    """
+    from accelerate import Accelerator, DataLoaderConfiguration
+    from accelerate.utils import ProjectConfiguration, is_tensorboard_available, set_seed
+    from peft import PeftModel
+    from tqdm.auto import tqdm
+    from transformers import get_scheduler
+
+    started = time.perf_counter()
+    output_dir = Path(config.output_dir)
+    checkpoint = latest_checkpoint(output_dir) if resume else None
+    resume_state = TrainingState(**json.loads((checkpoint / STATE_NAME).read_text())) if checkpoint else None
+    mixed_precision = _resolve_mixed_precision(config.mixed_precision, config.cpu)
+    trackers: list[Any] = [
+        _make_tracker_class()(output_dir / "logs", resume_step=resume_state.global_step if resume_state else None)
+    ]
+    if is_tensorboard_available():
+        trackers.append("tensorboard")
+    accelerator = Accelerator(
+        cpu=config.cpu,
+        mixed_precision=mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        log_with=trackers,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=False),
+    )
+    set_seed(config.seed)
+
+    # data
+    splits = build_datasets(config)
+    train_set = splits["train"]
+    target_column = "target_source" if "target_source" in train_set.column_names else "target"
+    pair_transform = _pair_transform(config, train_set, augment=config.augment)
+    eval_transform = _pair_transform(config, train_set, augment=False)
+    model, processor = _load_base(config.model)
+    sampler = EpochSampler(len(train_set), config.seed)
+    loader = DataLoader(
+        train_set.select_columns(["vis", target_column, "identity", "seed"]).with_transform(pair_transform),
+        batch_size=config.batch_size,
+        sampler=sampler,
+        collate_fn=PairCollator(processor),
+        num_workers=config.num_workers,
+    )
+
+    # model: the student is base + adapter, the teacher the same model with the adapter disabled
+    total_parameters = sum(p.numel() for p in model.parameters())
+    frozen_teacher = None
+    if ADAPTER_PRESETS[config.adapter_preset].full:
+        import copy
+
+        frozen_teacher = copy.deepcopy(model).eval().requires_grad_(False)  # no adapter to disable: keep a copy
+        model = add_adapter(model, config.adapter_preset)
+    else:
+        model = add_adapter(model, config.adapter_preset, adapter_name=config.adapter_name)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    trainable_parameters = sum(p.numel() for p in trainable)
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    if frozen_teacher is not None:
+        frozen_teacher = frozen_teacher.to(accelerator.device)
+
+    batches_per_epoch = len(loader)
+    updates_per_epoch = math.ceil(batches_per_epoch / config.gradient_accumulation_steps)
+    total_steps = config.max_steps or config.num_epochs * updates_per_epoch
+    num_epochs = math.ceil(total_steps / updates_per_epoch)
+    # Accelerate steps a prepared scheduler once per process per optimiser step, hence the factor.
+    scheduler = get_scheduler(
+        config.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=config.warmup_steps * accelerator.num_processes,
+        num_training_steps=total_steps * accelerator.num_processes,
+    )
+    scheduler = accelerator.prepare(scheduler)
+    loss_fn = XEdgeFaceLoss(config.loss)
+    unwrapped = accelerator.unwrap_model(model)
+    needs_teacher = config.loss.self_distillation_weight > 0 or config.loss.cross_distillation_weight > 0
+
+    state = TrainingState()
+    if checkpoint is not None:
+        state = _load_checkpoint(accelerator, checkpoint)
+        # Best-adapter weights of the interrupted run live in output/best_adapter; keep comparing against its EER.
+    best_weights = None
+    accelerator.init_trackers("xedgeface", config=_flat(config.to_dict()))
+
+    def validate(epoch: int) -> None:
+        nonlocal best_weights
+        if "validation" not in splits:
+            return
+        if accelerator.is_main_process:
+            metrics = evaluate_pairs(unwrapped, processor, splits["validation"], eval_transform, config.eval_batch_size)
+            eer = metrics["cross"].get("eer")
+            state.validation.append({"epoch": epoch, "step": state.global_step, **metrics})
+            accelerator.log(
+                {f"validation/{side}/{k}": v for side, m in metrics.items() for k, v in m.items()},
+                step=state.global_step,
+            )
+            if eer is not None and (state.best_eer is None or eer < state.best_eer):
+                state.best_eer, state.best_epoch, state.best_step = eer, epoch, state.global_step
+                best_weights = {n: p.detach().cpu().clone() for n, p in unwrapped.named_parameters() if p.requires_grad}
+                _save_model(unwrapped, output_dir / "best_adapter", config.adapter_name)
+        state.validated_epochs.append(epoch)
+        accelerator.wait_for_everyone()
+
+    progress = tqdm(
+        total=total_steps, initial=state.global_step, desc="training", disable=not accelerator.is_local_main_process
+    )
+    model.train()
+    for epoch in range(state.epoch, num_epochs):
+        if state.global_step >= total_steps:
+            break
+        state.epoch = epoch
+        pair_transform.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        skip = state.batches_done
+        epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
+        # Accelerate's loaders re-seed the sampler from their own iteration count on every pass, which a resumed
+        # run (or a fresh skip loader) does not share with the interrupted one: set it to the epoch explicitly.
+        epoch_loader.set_epoch(epoch)
+        epoch_start, processed = time.perf_counter(), 0
+        for batch in epoch_loader:
+            processed += 1
+            with accelerator.accumulate(model):
+                with accelerator.autocast():
+                    vis = batch["vis"]
+                    embeddings = model(pixel_values=torch.cat([vis, batch["target"]])).embeddings.float()
+                    student_vis, student_target = embeddings.split(vis.shape[0])  # one pass: no BatchNorm in EdgeFace
+                    teacher = None
+                    if needs_teacher:
+                        teacher = (
+                            frozen_teacher(pixel_values=vis).embeddings
+                            if frozen_teacher is not None
+                            else teacher_embeddings(unwrapped, vis)
+                        ).float()
+                    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + state.global_step)
+                    terms = loss_fn(
+                        student_vis, student_target, teacher, identities=batch["identity"], generator=generator
+                    )
+                accelerator.backward(terms["loss"])
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            state.batches_done += 1
+            if not accelerator.sync_gradients:
+                continue
+            state.global_step += 1
+            logged = {k: float(v.detach()) for k, v in terms.items()}
+            logged["lr"] = scheduler.get_last_lr()[0]
+            if state.global_step % config.log_every == 0:
+                accelerator.log({f"train/{k}": v for k, v in logged.items()}, step=state.global_step)
+            progress.update(1)
+            progress.set_postfix(
+                {k: f"{logged[k]:.4f}" for k in ("loss", "contrastive", "self_distillation") if k in logged}
+            )
+            if config.checkpoint_every and state.global_step % config.checkpoint_every == 0:
+                save_checkpoint(accelerator, output_dir, state, config.checkpoints_total_limit)
+            if step_callback is not None:
+                step_callback(state)
+            if state.global_step >= total_steps:
+                break
+        if processed:
+            state.epoch_times.append(time.perf_counter() - epoch_start)
+        if state.batches_done >= batches_per_epoch:  # the epoch is complete
+            if epoch not in state.validated_epochs:
+                validate(epoch)
+            state.epoch, state.batches_done = epoch + 1, 0
+    progress.close()
+    if state.batches_done and state.epoch not in state.validated_epochs:
+        validate(state.epoch)  # stopped part-way through an epoch by max_steps: validate what was trained
+    last = latest_checkpoint(output_dir)
+    if last is None or last.name != f"{CHECKPOINT_PREFIX}{state.global_step:06d}":
+        save_checkpoint(accelerator, output_dir, state, config.checkpoints_total_limit)
+
+    report: dict = {}
+    adapter_path = output_dir / "adapter"
+    best_path = output_dir / "best_adapter" if state.best_eer is not None else None
+    if accelerator.is_main_process:
+        _save_model(unwrapped, adapter_path, config.adapter_name)
+        test = {}
+        if "test" in splits:
+            unwrapped.eval()
+            test["after_last"] = evaluate_pairs(
+                unwrapped, processor, splits["test"], eval_transform, config.eval_batch_size
+            )
+            if best_path is not None:
+                last_weights = {n: p.detach().clone() for n, p in unwrapped.named_parameters() if p.requires_grad}
+                if best_weights is None:  # best chosen before a resume: read it back from the saved adapter
+                    best_weights = _read_best_weights(unwrapped, best_path, config.adapter_name)
+                _assign(unwrapped, best_weights)
+                test["after"] = evaluate_pairs(
+                    unwrapped, processor, splits["test"], eval_transform, config.eval_batch_size
+                )
+                _assign(unwrapped, last_weights)
+            else:
+                test["after"] = test["after_last"]
+            if isinstance(unwrapped, PeftModel):
+                with unwrapped.disable_adapter():
+                    test["before"] = evaluate_pairs(
+                        unwrapped, processor, splits["test"], eval_transform, config.eval_batch_size
+                    )
+            elif frozen_teacher is not None:
+                test["before"] = evaluate_pairs(
+                    frozen_teacher, processor, splits["test"], eval_transform, config.eval_batch_size
+                )
+        wall = time.perf_counter() - started
+        report = {
+            "global_step": state.global_step,
+            "total_steps": total_steps,
+            "epochs": num_epochs,
+            "batches_per_epoch": batches_per_epoch,
+            "num_processes": accelerator.num_processes,
+            "device": str(accelerator.device),
+            "mixed_precision": mixed_precision,
+            "resumed_from": str(checkpoint) if checkpoint else None,
+            "data": {name: {"pairs": len(d), "identities": len(set(d["identity"]))} for name, d in splits.items()},
+            "trainable_parameters": trainable_parameters,
+            "total_parameters": total_parameters,
+            "trainable_percent": 100.0 * trainable_parameters / total_parameters,
+            "wall_time_s": wall,
+            "epoch_times_s": state.epoch_times,
+            "time_per_epoch_s": float(np.mean(state.epoch_times)) if state.epoch_times else None,
+            **_peak_memory_mb(),
+            "best": {"eer": state.best_eer, "epoch": state.best_epoch, "step": state.best_step},
+            "validation": state.validation,
+            "test": test or None,
+            "adapter": str(adapter_path),
+            "best_adapter": str(best_path) if best_path else None,
+            "config": config.to_dict(),
+        }
+        _write_json(output_dir / "report.json", report)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return TrainingResult(
+        output_dir=output_dir,
+        global_step=state.global_step,
+        adapter=adapter_path,
+        best_adapter=best_path,
+        report_path=output_dir / "report.json",
+        report=report,
+        resumed_from=checkpoint,
+    )
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    """Nested config → flat scalars (trackers take no nesting or lists)."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return out
+
+
+def _save_model(model: nn.Module, path: Path, adapter_name: str) -> None:
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        save_adapter(model, path, adapter_name)
+    else:  # full fine-tuning: the whole model
+        model.save_pretrained(path)
+
+
+def _assign(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
+
+
+def _read_best_weights(model: nn.Module, path: Path, adapter_name: str) -> dict[str, torch.Tensor]:
+    """Trainable weights of a saved best adapter (or fully fine-tuned model), named as in `model`."""
+    from peft import PeftModel
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    current = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    if isinstance(model, PeftModel):
+        set_peft_model_state_dict(model, load_file(path / "adapter_model.safetensors"), adapter_name=adapter_name)
+    else:
+        model.load_state_dict(load_file(path / "model.safetensors"), strict=False)
+    best = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    _assign(model, current)
+    return best

@@ -1,0 +1,244 @@
+"""The Accelerate training loop: it trains only the adapter, reports, checkpoints atomically, resumes at the saved
+step, runs on two processes, and rejects bad configs with sentences."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from hfr_hf import EdgeFaceModel
+from hfr_hf.image_processing_edgeface import EdgeFaceImageProcessor
+from hfr_hf.training import (
+    STATE_NAME,
+    TrainingConfig,
+    TrainingState,
+    latest_checkpoint,
+    list_checkpoints,
+    load_config,
+    train,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny networks gain nothing from intra-op threads, and on a busy 2-core machine they spin (4x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def workspace(tiny_config, tmp_path_factory) -> Path:
+    """A tiny random EdgeFace folder (32×32 input) and 10 synthetic identities × 4 face-sized images."""
+    root = tmp_path_factory.mktemp("training")
+    torch.manual_seed(0)
+    EdgeFaceModel(tiny_config).save_pretrained(root / "model")
+    EdgeFaceImageProcessor(size={"height": 32, "width": 32}).save_pretrained(root / "model")
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        pattern = rng.integers(0, 255, (14, 14, 3)).astype(np.uint8)  # what makes a person recognisable here
+        folder = root / "faces" / f"id{i:02d}"
+        folder.mkdir(parents=True)
+        for j in range(4):
+            image = np.asarray(Image.fromarray(pattern).resize((112, 112), Image.BILINEAR)).astype(np.float32)
+            image += rng.normal(0, 10, image.shape)
+            Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(folder / f"{j}.png")
+    return root
+
+
+def make_config(workspace: Path, output: str, **values) -> TrainingConfig:
+    defaults = dict(
+        model=str(workspace / "model"),
+        data=str(workspace / "faces"),
+        output_dir=str(workspace / output),
+        batch_size=8,
+        num_epochs=2,
+        checkpoint_every=2,
+        split_fractions=(0.6, 0.2, 0.2),  # 6 / 2 / 2 identities: 24 training pairs, 3 batches per epoch
+        learning_rate=5e-3,
+    )
+    defaults.update(values)
+    return load_config(None, **defaults)
+
+
+@pytest.fixture(scope="module")
+def full_run(workspace):
+    """One uninterrupted run of 2 epochs × 3 steps, shared by the tests that read its outputs."""
+    return train(make_config(workspace, "full"))
+
+
+def test_run_trains_the_adapter_and_leaves_the_base_bit_identical(workspace, full_run):
+    base = load_file(workspace / "model" / "model.safetensors")
+    trained = load_file(full_run.output_dir / "checkpoints" / "step_000006" / "model.safetensors")
+    base_keys = {k: v for k, v in trained.items() if ".ln_tuning_layers." not in k}
+    adapter_keys = {k: v for k, v in trained.items() if ".ln_tuning_layers." in k}
+    assert adapter_keys
+    for key, value in base_keys.items():
+        plain = key.removeprefix("base_model.model.").replace(".base_layer.", ".")
+        assert torch.equal(value, base[plain]), key
+    changed = [
+        k
+        for k, v in adapter_keys.items()
+        if not torch.equal(v, base[k.removeprefix("base_model.model.").replace(".ln_tuning_layers.default", "")])
+    ]
+    # a random tiny net's layer scales (1e-6) starve a few LayerNorms of gradient; most must move
+    assert len(changed) >= len(adapter_keys) // 2
+
+
+def test_report_has_the_fields(full_run):
+    report = json.loads(full_run.report_path.read_text())
+    assert report["global_step"] == 6
+    for key in ("trainable_parameters", "total_parameters", "wall_time_s", "time_per_epoch_s", "peak_rss_mb", "config"):
+        assert report[key] is not None, key
+    assert 0 < report["trainable_parameters"] < report["total_parameters"]
+    assert len(report["validation"]) == 2
+    for when in ("before", "after"):
+        for side in ("cross", "vis"):
+            assert {"auc", "eer", "tar_at_far_1e-2"} <= set(report["test"][when][side])
+    assert (full_run.adapter / "adapter_model.safetensors").is_file()
+    assert (full_run.best_adapter / "xedgeface_adapter.json").is_file()
+    assert report["config"]["loss"]["margin"] == 0.3
+
+
+def test_loss_terms_are_logged_per_step(full_run):
+    with open(full_run.output_dir / "logs" / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    steps = sorted({int(r["step"]) for r in rows if r["name"] == "train/loss"})
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert {"train/contrastive", "train/self_distillation", "train/lr"} <= {r["name"] for r in rows}
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(workspace, full_run):
+    config = make_config(workspace, "resumed")
+
+    def stop_at_3(state: TrainingState) -> None:
+        if state.global_step == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(config, step_callback=stop_at_3)
+    assert [p.name for p in list_checkpoints(config.output_dir)] == ["step_000002"]
+    # a checkpoint cut short by a kill: the temporary folder and a step folder without its state must be ignored
+    half = Path(config.output_dir) / "checkpoints"
+    (half / ".tmp-step_000004").mkdir()
+    (half / ".tmp-step_000004" / "model.safetensors").write_bytes(b"partial")
+    (half / "step_000005").mkdir()
+
+    steps: list[int] = []
+    result = train(config, resume=True, step_callback=lambda state: steps.append(state.global_step))
+    assert result.resumed_from.name == "step_000002"
+    assert steps == [3, 4, 5, 6]
+    assert result.global_step == full_run.global_step == 6
+    resumed = load_file(result.adapter / "adapter_model.safetensors")
+    uninterrupted = load_file(full_run.adapter / "adapter_model.safetensors")
+    for key in uninterrupted:
+        torch.testing.assert_close(resumed[key], uninterrupted[key])
+    with open(Path(config.output_dir) / "logs" / "metrics.csv", newline="") as handle:
+        logged = [int(r["step"]) for r in csv.DictReader(handle) if r["name"] == "train/loss"]
+    assert logged == [1, 2, 3, 4, 5, 6]  # the interrupted run's step 3 was replaced, not repeated
+
+
+def test_latest_checkpoint_skips_incomplete_folders(tmp_path):
+    root = tmp_path / "checkpoints"
+    for name in ("step_000002", "step_000010"):
+        (root / name).mkdir(parents=True)
+        (root / name / STATE_NAME).write_text("{}")
+    (root / ".tmp-step_000012").mkdir()
+    (root / ".tmp-step_000012" / STATE_NAME).write_text("{}")
+    (root / "step_000011").mkdir()  # renamed by hand, or copied without its state: not complete
+    assert latest_checkpoint(tmp_path).name == "step_000010"
+    assert latest_checkpoint(tmp_path / "nothing") is None
+
+
+def _two_process_run(model: str, data: str, output: str) -> None:
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)  # forked from a process whose state is single-process
+    torch.set_num_threads(1)
+    config = load_config(
+        None, model=model, data=data, output_dir=output, batch_size=4, max_steps=2, checkpoint_every=1,
+        split_fractions=(0.8, 0.2, 0.0),
+    )  # fmt: skip
+    train(config)
+
+
+def test_two_cpu_processes(workspace, monkeypatch):
+    from accelerate import debug_launcher
+
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "1")
+    output = workspace / "ddp"
+    debug_launcher(
+        _two_process_run, args=(str(workspace / "model"), str(workspace / "faces"), str(output)), num_processes=2
+    )
+    report = json.loads((output / "report.json").read_text())
+    assert report["num_processes"] == 2
+    assert report["global_step"] == 2
+    assert sorted(p.name for p in (output / "checkpoints" / "step_000002").glob("random_states_*.pkl")) == [
+        "random_states_0.pkl",
+        "random_states_1.pkl",
+    ]
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"adapter_preset": "everything"}, "adapter_preset must be one of"),
+        ({"lr_scheduler": "cyclic"}, "lr_scheduler must be one of"),
+        ({"learning_rate": "fast"}, "TrainingConfig.learning_rate must be float"),
+        ({"split_fractions": (0.0, 0.5, 0.5)}, "positive train share"),
+        ({"epochs": 3}, "Unknown training option(s) epochs"),
+        ({"loss": {"margin": 2.0}}, "margin is a cosine"),
+        ({"loss": {"temperature": 2.0}}, "Unknown loss option(s) temperature"),
+    ],
+)
+def test_bad_config_values_are_explained(workspace, values, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        make_config(workspace, "bad", **values)
+
+
+def test_mixed_precision_needs_a_gpu(workspace, monkeypatch):
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "1")
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        train(make_config(workspace, "fp16", mixed_precision="fp16", cpu=True))
+
+
+def test_overrides_parse_types(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model": "m", "data": "d", "output_dir": "o", "loss": {"margin": 0.4}}))
+    config = load_config(
+        path,
+        ["--batch_size", "16", "--loss.self_distillation_weight", "0.5", "--max_steps", "none", "--augment", "false"],
+    )
+    assert (config.batch_size, config.max_steps, config.augment) == (16, None, False)
+    assert (config.loss.margin, config.loss.self_distillation_weight) == (0.4, 0.5)
+
+
+def test_script_reports_bad_options_and_exits_non_zero(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model": "m", "data": "d", "output_dir": str(tmp_path / "o")}))
+    run = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "train.py"), "--config", str(path), "--num_epoch", "3"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert run.returncode == 2
+    assert "Unknown training option(s) num_epoch" in run.stderr
