@@ -167,26 +167,38 @@ def test_latest_checkpoint_skips_incomplete_folders(tmp_path):
     assert latest_checkpoint(tmp_path / "nothing") is None
 
 
-def _two_process_run(model: str, data: str, output: str) -> None:
-    from accelerate.state import AcceleratorState
+TWO_PROCESS_RUN = """
+import sys
+import torch
+from accelerate import debug_launcher
+from hfr_hf.training import load_config, train
 
-    AcceleratorState._reset_state(reset_partial_state=True)  # forked from a process whose state is single-process
+def run(config_path):
     torch.set_num_threads(1)
-    config = load_config(
-        None, model=model, data=data, output_dir=output, batch_size=4, max_steps=2, checkpoint_every=1,
-        split_fractions=(0.8, 0.2, 0.0),
-    )  # fmt: skip
-    train(config)
+    train(load_config(config_path))
+
+debug_launcher(run, args=(sys.argv[1],), num_processes=2)
+"""
 
 
-def test_two_cpu_processes(workspace, monkeypatch):
-    from accelerate import debug_launcher
-
-    monkeypatch.setenv("ACCELERATE_USE_CPU", "1")
+def test_two_cpu_processes(workspace):
+    """Two CPU processes through Accelerate's `debug_launcher`, started from a fresh interpreter: forking this
+    already multi-threaded test process instead can deadlock."""
     output = workspace / "ddp"
-    debug_launcher(
-        _two_process_run, args=(str(workspace / "model"), str(workspace / "faces"), str(output)), num_processes=2
+    config = workspace / "ddp.json"
+    settings = {"model": str(workspace / "model"), "data": str(workspace / "faces"), "output_dir": str(output)}
+    settings.update(batch_size=4, max_steps=2, checkpoint_every=1, split_fractions=[0.8, 0.2, 0.0])
+    config.write_text(json.dumps(settings))
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", TWO_PROCESS_RUN, str(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
     )
+    assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((output / "report.json").read_text())
     assert report["num_processes"] == 2
     assert report["global_step"] == 2
