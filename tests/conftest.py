@@ -29,6 +29,17 @@ def assets() -> Path:
     return ASSETS
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks gain nothing from intra-op threads, and on a busy 2-core machine they spin (4x slower)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_config():
     from hfr_hf import EdgeFaceConfig

@@ -27,13 +27,7 @@ from hfr_hf.adapters import (
 ADAPTER_ONLY = [name for name, spec in ADAPTER_PRESETS.items() if not spec.full]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks gain nothing from intra-op threads, and on a busy 2-core machine they spin (4x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model(config: EdgeFaceConfig, seed: int = 0) -> EdgeFaceModel:

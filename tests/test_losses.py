@@ -26,13 +26,7 @@ def pair_loss(vis: torch.Tensor, target: torch.Tensor, **kwargs) -> torch.Tensor
     return contrastive_alignment_loss(vis, target, **kwargs)[0]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks gain nothing from intra-op threads, and on a busy 2-core machine they spin (4x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- contrastive alignment --------------------------------------------------------------------------------------
