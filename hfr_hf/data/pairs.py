@@ -218,21 +218,26 @@ def load_pairs_csv(
             continue
         synthetic = row.get("synthetic", "").lower() in ("1", "true", "yes")
         rows.append(
-            dict(
-                vis=str(vis),
-                target=str(target),
-                identity=row["identity"],
-                split=row.get("split", ""),
-                modality=row.get("modality") or modality,
-                synthetic=synthetic,
-                vis_path=str(vis),
-                target_path=str(target),
-            )
+            _pair_row(vis, target, row["identity"], row.get("split", ""), row.get("modality") or modality, synthetic)
         )
     _report(bad, skip_bad, bad_rows, str(path))
     if not rows:
         raise ValueError(f"No usable pairs are left in {path}.")
     return _build(rows, lazy=False, seed=seed)
+
+
+def _pair_row(vis: Path, target: Path, identity: str, split: str, modality: str, synthetic: bool) -> dict:
+    """One row of a real (file-backed) pairs dataset; the image columns are decoded from the paths."""
+    return dict(
+        vis=str(vis),
+        target=str(target),
+        identity=identity,
+        split=split,
+        modality=modality,
+        synthetic=synthetic,
+        vis_path=str(vis),
+        target_path=str(target),
+    )
 
 
 def _identity_folders(root: Path) -> dict[str, list[Path]]:
@@ -280,18 +285,7 @@ def pairs_from_folders(
         if pairs_per_identity is not None and len(combos) > pairs_per_identity:
             combos = [combos[i] for i in sorted(rng.choice(len(combos), pairs_per_identity, replace=False))]
         for a, b in combos:
-            rows.append(
-                dict(
-                    vis=str(a),
-                    target=str(b),
-                    identity=identity,
-                    split="",
-                    modality=target,
-                    synthetic=False,
-                    vis_path=str(a),
-                    target_path=str(b),
-                )
-            )
+            rows.append(_pair_row(a, b, identity, "", target, False))
     _report(bad, skip_bad, bad_rows, str(root))
     if not rows:
         raise ValueError(f"No {vis}–{target} pairs could be formed under {root}.")
