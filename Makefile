@@ -1,10 +1,11 @@
-# Quick start: `make run` (set up, convert EdgeFace-XXS, align and verify the AT&T faces) and `make test`.
+# Quick start: `make run` (set up, convert EdgeFace-XXS, then the pseudo-thermal xEdgeFace experiment: protocol from
+# the AT&T and Yale faces, frozen vs adapted, report, adapter and plots in runs/xedgeface) and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 ASSETS ?= ../shared/assets
 # Official checkpoints: a folder (this project's machines have one in $(ASSETS)); empty means download from the Hub.
 HFR_HF_WEIGHTS_DIR ?= $(if $(wildcard $(ASSETS)/weights/edgeface),$(ASSETS)/weights/edgeface,)
-FACES ?= $(ASSETS)/faces/att
+FACES ?= $(ASSETS)/faces
 RUNS ?= runs
 
 BIN := $(VENV)/bin
@@ -22,7 +23,7 @@ setup: $(BIN)/hfr-hf
 
 run: setup
 	$(BIN)/hfr-hf convert xxs --output $(RUNS)/edgeface-xxs --overwrite
-	$(BIN)/hfr-hf verify-folder $(FACES) --model $(RUNS)/edgeface-xxs --align --json $(RUNS)/att_verification.json
+	$(BIN)/hfr-hf experiment --model $(RUNS)/edgeface-xxs --att $(FACES)/att --yale $(FACES)/yale --output $(RUNS)/xedgeface
 
 test: setup
 	HFR_HF_ASSETS=$(ASSETS) $(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -225,6 +225,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from .experiment import run_experiment
+
+    if not (args.att or args.yale):
+        raise ValueError("Give the faces to build the protocol from: --att FOLDER and/or --yale FOLDER.")
+    training = {"num_epochs": args.epochs} if args.epochs else {}
+    if args.learning_rate:
+        training["learning_rate"] = args.learning_rate
+    result = run_experiment(
+        args.model,
+        args.output,
+        att=args.att,
+        yale=args.yale,
+        adapter_name=args.adapter_name,
+        seed=args.seed,
+        training=training,
+        **({"adapter_preset": args.preset} if args.preset else {}),
+    )
+    print(result.table())
+    print(f"Adapter in {result.adapter}; report in {result.output / 'report.json'}; plots in {result.output / 'plots'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hfr-hf", description="Cross-spectral face recognition with EdgeFace.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -298,6 +321,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--bootstrap", type=int, default=0, help="resamples for 95%% confidence intervals")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    experiment = commands.add_parser(
+        "experiment",
+        help="the pseudo-thermal xEdgeFace experiment: protocol, frozen vs adapted, report, adapter, plots",
+    )
+    experiment.add_argument("--model", required=True, help="converted EdgeFace folder (from `hfr-hf convert`)")
+    experiment.add_argument("--att", help="AT&T faces (sN/K.pgm)")
+    experiment.add_argument("--yale", help="Yale faces (subjectNN.condition)")
+    experiment.add_argument("--output", required=True, help="folder for protocol, adapter, report.json, plots")
+    experiment.add_argument("--preset", default=None, help="adapter preset (see hfr_hf.adapters.ADAPTER_PRESETS)")
+    experiment.add_argument("--adapter-name", default="thermal", help="name of the PEFT adapter")
+    experiment.add_argument("--epochs", type=int, help="training epochs (default: the experiment's)")
+    experiment.add_argument("--learning-rate", type=float, help="AdamW learning rate (default: the experiment's)")
+    experiment.add_argument("--seed", type=int, default=0)
+    experiment.set_defaults(func=cmd_experiment)
     return parser
 
 

@@ -106,6 +106,13 @@ class TrainingConfig:
         },
     )
     split_seed: int = field(default=0, metadata={"help": "Seed of the identity split."})
+    split_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "A JSON file mapping every identity to train / validation / test (e.g. a protocol's "
+            "splits.json); used instead of split_fractions when the data has no split column."
+        },
+    )
     max_train_pairs: int | None = field(
         default=None, metadata={"help": "Use at most this many training pairs (seeded subset); None: all."}
     )
@@ -370,8 +377,12 @@ def build_datasets(config: TrainingConfig) -> dict[str, Any]:
             raise ValueError(f"Pseudo-spectral pairs are rendered as thermal or nir, not {config.modality!r}.")
         dataset = pseudo_pairs_from_folder(path, config.modality, seed=config.seed, skip_bad=config.skip_bad)
     splits = dataset["split"]
-    if not all(splits):  # no split column (or a partial one): split the identities ourselves
-        mapping = split_identities(dataset["identity"], config.split_fractions, config.split_seed)
+    if not all(splits):  # no split column (or a partial one): the split file's, or our own, identity split
+        mapping = (
+            _read_split_file(config.split_file, dataset["identity"])
+            if config.split_file
+            else split_identities(dataset["identity"], config.split_fractions, config.split_seed)
+        )
         splits = [mapping[i] for i in dataset["identity"]]
     out = {}
     for name in ("train", "validation", "test"):
@@ -387,6 +398,22 @@ def build_datasets(config: TrainingConfig) -> dict[str, Any]:
         keep = np.random.default_rng(config.seed).choice(len(out["train"]), config.max_train_pairs, replace=False)
         out["train"] = out["train"].select(sorted(keep.tolist()))
     return out
+
+
+def _read_split_file(path: str, identities: Sequence[str]) -> dict[str, str]:
+    """identity → split from a JSON file; every identity of the data must be in it."""
+    try:
+        mapping = json.loads(Path(path).read_text())
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"Split file {path} does not exist.") from error
+    except json.JSONDecodeError as error:
+        raise ValueError(f"Split file {path} is not valid JSON ({error}).") from error
+    if not isinstance(mapping, dict):
+        raise ValueError(f"Split file {path} must map identities to split names, got {type(mapping).__name__}.")
+    missing = sorted(set(identities) - set(mapping))
+    if missing:
+        raise ValueError(f"Split file {path} has no split for {len(missing)} identities, e.g. {missing[:5]}.")
+    return mapping
 
 
 def _pair_transform(config: TrainingConfig, dataset, augment: bool):

@@ -61,7 +61,9 @@ def _align_cached(items, root: Path, aligner, progress: bool) -> tuple[dict, dic
 
     crops, failures, todo = {}, {}, []
     for identity, path, glasses in items:
-        relative = f"aligned/{identity}/{path.stem if path.suffix else path.name.replace('.', '_')}.png"
+        # Yale's `subject01.glasses` has no image suffix: its "suffix" is the condition, part of the name.
+        name = path.stem if path.suffix.lower() in Image.registered_extensions() else path.name.replace(".", "_")
+        relative = f"aligned/{identity}/{name}.png"
         if (root / relative).is_file():
             crops.setdefault(identity, []).append((relative, glasses))
         else:

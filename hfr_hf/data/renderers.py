@@ -237,6 +237,9 @@ class ThermalRenderer:
         heat_shift: largest shift (pixels) of the heat pattern against the template (pose, alignment error).
         texture: range of how much of the visible image's low-frequency shading leaks into skin temperature
             (real skin temperature follows blood flow, not albedo: keep it small).
+        features: range of the weight of the face's dark fine structure (brows, lid creases, nostrils, lip line,
+            facial hair), taken from the visible image and rendered as cooler lines: real LWIR faces show them
+            (hair insulates, creases and nostrils break the skin surface) while skin texture itself is gone.
         glasses_threshold: `glasses_score` above which the eye regions are rendered as cold glass, when the
             caller does not say (`glasses=` in `__call__`).
 
@@ -248,11 +251,12 @@ class ThermalRenderer:
     def __init__(
         self,
         palettes: str | dict[str, float] | None = None,
-        resolution: tuple[float, float] = (1.0, 2.0),
+        resolution: tuple[float, float] = (1.0, 1.8),
         blur: tuple[float, float] = (0.4, 1.1),
-        noise: tuple[float, float] = (0.006, 0.025),
+        noise: tuple[float, float] = (0.004, 0.016),
         heat_shift: float = 3.0,
-        texture: tuple[float, float] = (0.03, 0.15),
+        texture: tuple[float, float] = (0.02, 0.08),
+        features: tuple[float, float] = (0.15, 0.45),
         glasses_threshold: float = 0.33,
     ) -> None:
         if palettes is None:
@@ -265,6 +269,7 @@ class ThermalRenderer:
         self.palettes = dict(palettes)
         self.resolution, self.blur, self.noise = resolution, blur, noise
         self.heat_shift, self.texture, self.glasses_threshold = heat_shift, texture, glasses_threshold
+        self.features = features
 
     def temperature(
         self, image: Any, seed: int | np.random.Generator | None = None, glasses: bool | None = None
@@ -286,12 +291,12 @@ class ThermalRenderer:
         skin_t = np.full((SIZE, SIZE), amp(0.78, 0.86), np.float32)
         for eye, inward in ((_EYE_L, +1.0), (_EYE_R, -1.0)):
             ex, ey = at(eye)
-            skin_t += amp(0.10, 0.18) * _gauss(ex + inward * 8.0 * s, ey + 1.5, 3.0 * s)  # inner canthus: hottest
+            skin_t += amp(0.05, 0.12) * _gauss(ex + inward * 8.0 * s, ey + 1.5, 3.0 * s)  # inner canthus: hottest
             skin_t += amp(0.02, 0.05) * _gauss(ex + inward * 4.0 * s, ey, 9.0 * s, 6.0 * s)  # periorbital warmth
             skin_t -= amp(0.04, 0.10) * _gauss(ex - inward * 2.0 * s, ey, 5.0 * s, 3.0 * s)  # eyeball, cooler
             skin_t -= amp(0.06, 0.16) * _gauss(ex - inward * 16.0 * s, ey + 26.0 * s, 9.0 * s, 10.0 * s)  # cheek
         nx, ny = at(_NOSE)
-        skin_t -= amp(0.12, 0.25) * _gauss(nx, ny - 2.0, 5.0 * s, 6.0 * s)  # nose tip: cold extremity
+        skin_t -= amp(0.04, 0.14) * _gauss(nx, ny - 2.0, 5.0 * s, 6.0 * s)  # nose tip: cold extremity
         skin_t -= amp(0.02, 0.06) * _gauss(nx, ny - 12.0, 3.0 * s, 8.0 * s)  # nasal bridge
         mx, my = at(_MOUTH)
         skin_t += amp(0.02, 0.07) * _gauss(mx, my, 12.0 * s, 2.5 * s)  # lips
@@ -307,6 +312,10 @@ class ThermalRenderer:
         skin_t -= amp(0.05, 0.2) * dark * np.clip(hairy_zones, 0.0, 1.0)
         # a trace of the visible shading: real thermal faces keep some of the 3-D shape (vessels, folds)
         skin_t += amp(*self.texture) * (cv2.GaussianBlur(luminance, (0, 0), 3.0) - regions.skin_level)
+        # dark fine structure (brows, lid creases, nostrils, lip line, stubble) shows as cooler lines; bright
+        # detail (specular highlights, skin pores) has no thermal counterpart and is dropped
+        detail = cv2.GaussianBlur(luminance, (0, 0), 1.0) - cv2.GaussianBlur(luminance, (0, 0), 5.0)
+        skin_t += amp(*self.features) * np.minimum(detail, 0.0) / max(regions.skin_level, 0.1)
 
         background_t = amp(0.0, 0.3) + amp(-0.05, 0.05) * (_YY / SIZE - 0.5)  # ambient, slight gradient
         hair_t = amp(0.45, 0.62)

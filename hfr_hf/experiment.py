@@ -1,0 +1,271 @@
+"""The pseudo-thermal xEdgeFace experiment, the README's main job: build the AT&T + Yale pseudo-thermal protocol,
+evaluate the frozen EdgeFace on its unseen test identities, train an adapter on the training identities, evaluate
+the adapted model the same way, and write a before/after report, the adapter and ROC/DET/CMC plots.
+
+The test identities never appear in training or validation; their thermal probes are rendered once (seeded) and
+labelled synthetic. "cross" is VIS gallery vs thermal probe verification, "vis" is VIS vs VIS verification (what
+self-distillation must keep), "identification" is thermal probes searched in the VIS gallery.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .adapters import DEFAULT_ADAPTER_PRESET
+
+__all__ = ["ExperimentResult", "evaluate_protocol_files", "format_table", "run_experiment"]
+
+REPORT_KIND = "xedgeface_experiment"
+PROTOCOL_NAME = "pseudo-thermal AT&T + Yale"
+PROTOCOL_DATASET = "pseudo-thermal-att-yale"
+FARS = (1e-2, 1e-3)
+# Short and strong: the protocol has ~330 training pairs, so an epoch is a dozen steps; these defaults were chosen
+# with scripts/bench_adaptation.py (see the README's adaptation results).
+EXPERIMENT_TRAINING = {"num_epochs": 10, "learning_rate": 2e-3, "batch_size": 32, "checkpoint_every": 0}
+
+
+@dataclass
+class ExperimentResult:
+    output: Path
+    report: dict
+    adapter: Path
+    plots: list[Path]
+
+    def table(self) -> str:
+        return format_table(self.report)
+
+
+def _metrics(verification: dict) -> dict:
+    """The report's per-protocol figures, a subset of `verification_metrics`."""
+    return {
+        "auc": verification["auc"],
+        "eer": verification["eer"],
+        "tar_at_far": {k: verification["tar_at_far"][k] for k in ("1e-2", "1e-3")},
+        "genuine_pairs": verification["genuine_pairs"],
+        "impostor_pairs": verification["impostor_pairs"],
+    }
+
+
+def evaluate_protocol_files(model, processor, protocol, batch_size: int = 64, progress: bool = False) -> dict:
+    """
+    Metrics of `model` on a [`PseudoThermalProtocol`]'s three lists, every image embedded once:
+    `{"cross": M, "vis": M, "identification": {...}}` plus, under `"_curves"`, the genuine/impostor scores and CMC
+    for plotting (not JSON; drop before saving).
+    """
+    from .evaluation import embed_paths, evaluate_protocol, read_protocol, resolve_images
+    from .evaluation.verification import DEFAULT_FARS
+
+    protocols = {
+        "cross": read_protocol(protocol.verification_cross),
+        "vis": read_protocol(protocol.verification_vis),
+        "identification": read_protocol(protocol.identification),
+    }
+    keys, files = {}, {}
+    for proto in protocols.values():
+        for key, path in zip(*resolve_images(proto, protocol.root)):
+            keys[key], files[key] = True, path
+    ordered = list(keys)
+    vectors = embed_paths(model, processor, [files[k] for k in ordered], batch_size, progress=progress)
+    embeddings = dict(zip(ordered, vectors))
+    out: dict[str, Any] = {"_curves": {}}
+    fars = tuple(sorted(set(DEFAULT_FARS) | set(FARS)))
+    for name, proto in protocols.items():
+        result = evaluate_protocol(proto, embeddings, fars=fars)
+        (fold, entry), *_ = result.report["folds"].items()
+        if name == "identification":
+            ident = entry["identification"]
+            gallery = len(set(proto.side("gallery")[0]))
+            out[name] = {
+                "rank1": ident["rank1"],
+                "rank5": ident["rank5"],
+                "probes": len(proto.side("probe")[0]),
+                "gallery": gallery,
+            }
+            out["_curves"]["cmc"] = result.cmcs[fold]
+        else:
+            out[name] = _metrics(entry["verification"])
+            out[name]["threshold_at_far"] = {k: entry["verification"]["threshold_at_far"][k] for k in ("1e-2", "1e-3")}
+            out["_curves"][name] = result.pairs[fold]
+    return out
+
+
+def format_table(report: dict) -> str:
+    """Before/after table of an experiment report."""
+    rows = [
+        ("VIS→thermal EER", "cross", "eer"),
+        ("VIS→thermal TAR@FAR=1%", "cross", ("tar_at_far", "1e-2")),
+        ("VIS→thermal TAR@FAR=0.1%", "cross", ("tar_at_far", "1e-3")),
+        ("VIS→thermal AUC", "cross", "auc"),
+        ("thermal→VIS rank-1", "identification", "rank1"),
+        ("VIS→VIS AUC", "vis", "auc"),
+        ("VIS→VIS EER", "vis", "eer"),
+    ]
+    frozen, adapted = report["results"]["frozen"], report["results"]["adapted"]
+
+    def get(side: dict, group: str, key) -> float:
+        value = side[group]
+        for k in key if isinstance(key, tuple) else (key,):
+            value = value[k]
+        return value
+
+    lines = [f"{'':28} {'frozen':>8} {'adapted':>8} {'change':>8}"]
+    for label, group, key in rows:
+        a, b = get(frozen, group, key), get(adapted, group, key)
+        lines.append(f"{label:28} {a:8.4f} {b:8.4f} {b - a:+8.4f}")
+    t = report["training"]
+    lines.append(
+        f"adapter {report['adapter_preset']}: {t['trainable_parameters']:,} of {t['total_parameters']:,} parameters "
+        f"({t['trainable_percent']:.2f} %), {t['epochs']} epochs, {t['time_per_epoch_s']:.1f} s/epoch, "
+        f"peak RSS {t['peak_rss_mb']:.0f} MB"
+    )
+    p = report["protocol"]
+    lines.append(
+        f"protocol {p['name']} (synthetic thermal): {p['train_identities']} training / {p['validation_identities']} "
+        f"validation / {p['test_identities']} test identities"
+    )
+    return "\n".join(lines)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def run_experiment(
+    model: str | os.PathLike,
+    output: str | os.PathLike,
+    att: str | os.PathLike | None = None,
+    yale: str | os.PathLike | None = None,
+    adapter_preset: str = DEFAULT_ADAPTER_PRESET,
+    adapter_name: str = "thermal",
+    protocol_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    training: dict | None = None,
+    plots: bool = True,
+    progress: bool = True,
+) -> ExperimentResult:
+    """
+    Run the experiment on the converted EdgeFace folder `model`, writing under `output`:
+    `protocol/` (aligned crops, renders, lists; reused when present; `protocol_dir` puts it elsewhere, e.g. shared
+    by several runs), `training/` (checkpoints, logs, the training report), `adapter/` (the adapter chosen by
+    validation EER, with a copy of the report), `report.json` and `plots/`.
+
+    `training` overrides [`TrainingConfig`] fields (e.g. `{"num_epochs": 3, "loss": {"self_distillation_weight": 0}}`).
+    """
+    from .adapters import load_adapter
+    from .data import build_pseudo_thermal_protocol
+    from .training import _load_base, load_config, train
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    protocol = build_pseudo_thermal_protocol(
+        protocol_dir or output / "protocol", att=att, yale=yale, seed=seed, impostors_per_genuine=10, progress=progress
+    )
+    base, processor = _load_base(str(model))
+    base.eval()
+    frozen = evaluate_protocol_files(base, processor, protocol, progress=progress)
+
+    options = {**EXPERIMENT_TRAINING, **(training or {})}
+    config = load_config(
+        None,
+        model=str(model),
+        data=str(protocol.root / "aligned"),
+        data_type="pseudo",
+        modality="thermal",
+        split_file=str(protocol.root / "splits.json"),
+        output_dir=str(output / "training"),
+        adapter_preset=adapter_preset,
+        adapter_name=adapter_name,
+        seed=seed,
+        **options,
+    )
+    if (output / "training").exists():  # a fresh run each time: stale checkpoints would be resumed from
+        shutil.rmtree(output / "training")
+    trained = train(config)
+    chosen = trained.best_adapter or trained.adapter
+    adapter_dir = output / "adapter"
+    if adapter_dir.exists():
+        shutil.rmtree(adapter_dir)
+    shutil.copytree(chosen, adapter_dir)
+
+    adapted_model = load_adapter(base, adapter_dir, adapter_name=adapter_name)
+    adapted_model.eval()
+    adapted = evaluate_protocol_files(adapted_model, processor, protocol, progress=progress)
+
+    splits = list(protocol.splits.values())
+    t = trained.report
+    report = {
+        "kind": REPORT_KIND,
+        "variant": base.config.variant,
+        "model": str(model),
+        "adapter": "adapter",
+        "adapter_preset": adapter_preset,
+        "adapter_name": adapter_name,
+        "protocol": {
+            "name": PROTOCOL_NAME,
+            "dataset": PROTOCOL_DATASET,
+            "split": "test",
+            "synthetic": True,
+            "modality": "thermal",
+            "seed": seed,
+            "train_identities": splits.count("train"),
+            "validation_identities": splits.count("validation"),
+            "test_identities": splits.count("test"),
+            "left_out": protocol.failures,
+        },
+        "results": {
+            "frozen": {k: v for k, v in frozen.items() if not k.startswith("_")},
+            "adapted": {k: v for k, v in adapted.items() if not k.startswith("_")},
+        },
+        # Cosine thresholds of the adapted model at each FAR, from the impostor scores of the test identities.
+        "thresholds": {
+            "thermal": adapted["cross"]["threshold_at_far"],
+            "vis": adapted["vis"]["threshold_at_far"],
+        },
+        "training": {
+            "trainable_parameters": t["trainable_parameters"],
+            "total_parameters": t["total_parameters"],
+            "trainable_percent": t["trainable_percent"],
+            "epochs": t["epochs"],
+            "steps": t["global_step"],
+            "train_pairs": t["data"]["train"]["pairs"],
+            "time_per_epoch_s": t["time_per_epoch_s"],
+            "wall_time_s": t["wall_time_s"],
+            "peak_rss_mb": t["peak_rss_mb"],
+            "best_epoch": t["best"]["epoch"],
+            "config": t["config"],
+        },
+    }
+    written = []
+    if plots:
+        written = _plots(frozen["_curves"], adapted["_curves"], output / "plots")
+        report["plots"] = [str(p.relative_to(output)) for p in written]
+    _write_json(output / "report.json", report)
+    shutil.copy(output / "report.json", adapter_dir / "report.json")
+    return ExperimentResult(output=output, report=report, adapter=adapter_dir, plots=written)
+
+
+def _plots(frozen: dict, adapted: dict, folder: Path) -> list[Path]:
+    from .evaluation import plot_cmc, plot_det, plot_roc
+
+    written = []
+    for name, title in (("cross", "VIS gallery vs synthetic thermal probes"), ("vis", "VIS vs VIS")):
+        curves = {"frozen EdgeFace": frozen[name], "xEdgeFace adapter": adapted[name]}
+        written.append(plot_roc(curves, folder / f"roc_{name}.png", f"ROC — {title}"))
+        written.append(plot_det(curves, folder / f"det_{name}.png", f"DET — {title}"))
+    written.append(
+        plot_cmc(
+            {"frozen EdgeFace": np.asarray(frozen["cmc"]), "xEdgeFace adapter": np.asarray(adapted["cmc"])},
+            folder / "cmc_identification.png",
+            "CMC — thermal probes in the VIS gallery",
+        )
+    )
+    return written

@@ -1,0 +1,190 @@
+"""Adaptation benchmark: every adapter preset on the pseudo-thermal protocol, for EdgeFace-XXS and -XS.
+
+    python scripts/bench_adaptation.py [--variants xxs xs] [--presets ln ln_stem ...] [--output runs/bench_adaptation]
+
+For each variant and preset it runs `hfr_hf.experiment.run_experiment` (frozen vs adapted on test identities never
+seen in training) and prints trainable parameters, time per epoch, cross-spectral EER / TAR@FAR=1 % / rank-1 and
+VIS→VIS AUC before and after; the default preset runs again with the self-distillation weight at 0. Then one epoch of
+1,000 pseudo pairs (rendering and augmentation included) on xxs with the default preset: wall time and peak memory,
+in a fresh process. Results go to `<output>/bench_adaptation.json`. Official weights come from HFR_HF_WEIGHTS_DIR (or
+the Hub); faces from HFR_HF_ASSETS (default ../shared/assets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = Path(os.environ.get("HFR_HF_ASSETS", REPO.parent / "shared" / "assets"))
+
+
+def _converted(variant: str, root: Path) -> Path:
+    from hfr_hf.convert import convert_checkpoint, official_checkpoint_path
+
+    folder = root / f"edgeface-{variant}"
+    if not (folder / "config.json").is_file():
+        convert_checkpoint(official_checkpoint_path(variant), folder, overwrite=True)
+    return folder
+
+
+def _row(report: dict, label: str) -> dict:
+    frozen, adapted, t = report["results"]["frozen"], report["results"]["adapted"], report["training"]
+    return {
+        "run": label,
+        "variant": report["variant"],
+        "preset": report["adapter_preset"],
+        "trainable": t["trainable_parameters"],
+        "trainable_percent": t["trainable_percent"],
+        "s_per_epoch": t["time_per_epoch_s"],
+        "eer": (frozen["cross"]["eer"], adapted["cross"]["eer"]),
+        "tar_1e-2": (frozen["cross"]["tar_at_far"]["1e-2"], adapted["cross"]["tar_at_far"]["1e-2"]),
+        "rank1": (frozen["identification"]["rank1"], adapted["identification"]["rank1"]),
+        "vis_auc": (frozen["vis"]["auc"], adapted["vis"]["auc"]),
+    }
+
+
+def _table(rows: list[dict]) -> str:
+    head = (
+        "| variant | preset | trainable | s/epoch | EER frozen → adapted | TAR@1% | rank-1 | VIS→VIS AUC (drop) |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in rows:
+        lines.append(
+            f"| {r['variant']} | {r['run']} | {r['trainable']:,} ({r['trainable_percent']:.2f} %) | {r['s_per_epoch']:.1f} "
+            f"| {r['eer'][0]:.3f} → {r['eer'][1]:.3f} | {r['tar_1e-2'][0]:.3f} → {r['tar_1e-2'][1]:.3f} "
+            f"| {r['rank1'][0]:.3f} → {r['rank1'][1]:.3f} "
+            f"| {r['vis_auc'][0]:.4f} → {r['vis_auc'][1]:.4f} ({r['vis_auc'][0] - r['vis_auc'][1]:+.4f}) |"
+        )
+    return "\n".join(lines)
+
+
+def one_epoch(model: Path, protocol: Path, output: Path, pairs: int, preset: str) -> dict:
+    """One training epoch of `pairs` pseudo pairs (each aligned crop linked as several images of its identity, every
+    render drawn afresh), in this process; wall time of the epoch and peak RSS."""
+    from hfr_hf.training import load_config, train
+
+    data = output / "epoch_data"
+    crops = sorted((protocol / "aligned").glob("*/*.png"))
+    for n in range(pairs):
+        source = crops[n % len(crops)]
+        link = data / source.parent.name / f"{source.stem}_{n // len(crops)}.png"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            link.symlink_to(source.resolve())
+    config = load_config(
+        None,
+        model=str(model),
+        data=str(data),
+        data_type="pseudo",
+        output_dir=str(output / "epoch_run"),
+        split_fractions=(1.0, 0.0, 0.0),
+        num_epochs=1,
+        checkpoint_every=0,
+        adapter_preset=preset,
+        max_train_pairs=pairs,
+    )
+    started = time.perf_counter()
+    result = train(config)
+    return {
+        "pairs": result.report["data"]["train"]["pairs"],
+        "epoch_s": result.report["epoch_times_s"][0],
+        "train_call_s": time.perf_counter() - started,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hfr_hf.adapters import ADAPTER_PRESETS, DEFAULT_ADAPTER_PRESET
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=["xxs", "xs"])
+    parser.add_argument("--presets", nargs="+", default=list(ADAPTER_PRESETS), choices=list(ADAPTER_PRESETS))
+    parser.add_argument("--output", type=Path, default=REPO / "runs" / "bench_adaptation")
+    parser.add_argument("--epoch-pairs", type=int, default=1000, help="pairs of the one-epoch timing (0: skip it)")
+    parser.add_argument("--no-ablation", action="store_true", help="skip the self-distillation-off run")
+    parser.add_argument("--epoch-only", action="store_true", help="only the one-epoch timing (run in a child)")
+    args = parser.parse_args(argv)
+    output = args.output
+    output.mkdir(parents=True, exist_ok=True)
+    protocol = output / "protocol"
+    models = output / "models"
+
+    if args.epoch_only:
+        print(
+            json.dumps(one_epoch(_converted("xxs", models), protocol, output, args.epoch_pairs, DEFAULT_ADAPTER_PRESET))
+        )
+        return 0
+
+    import torch
+
+    from hfr_hf.experiment import run_experiment
+
+    rows, reports = [], {}
+    for variant in args.variants:
+        model = _converted(variant, models)
+        runs = [(preset, preset, None) for preset in args.presets]
+        if not args.no_ablation:
+            runs.append(
+                (
+                    f"{DEFAULT_ADAPTER_PRESET}, no self-distillation",
+                    DEFAULT_ADAPTER_PRESET,
+                    {"loss": {"self_distillation_weight": 0.0}},
+                )
+            )
+        for label, preset, training in runs:
+            started = time.perf_counter()
+            result = run_experiment(
+                model,
+                output / variant / label.replace(", ", "_").replace(" ", "_"),
+                att=ASSETS / "faces" / "att",
+                yale=ASSETS / "faces" / "yale",
+                adapter_preset=preset,
+                protocol_dir=protocol,
+                training=training,
+                plots=False,
+                progress=False,
+            )
+            row = _row(result.report, label)
+            row["run_s"] = time.perf_counter() - started
+            rows.append(row)
+            reports[f"{variant}/{label}"] = result.report
+            print(
+                f"{variant} {label}: EER {row['eer'][0]:.3f} -> {row['eer'][1]:.3f}, VIS AUC "
+                f"{row['vis_auc'][0]:.4f} -> {row['vis_auc'][1]:.4f} ({row['run_s']:.0f} s)",
+                flush=True,
+            )
+    summary = {
+        "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "rows": rows,
+        "reports": reports,
+    }
+    if args.epoch_pairs:
+        child = subprocess.run(
+            [sys.executable, __file__, "--epoch-only", "--output", str(output), "--epoch-pairs", str(args.epoch_pairs)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        summary["one_epoch"] = json.loads(child.stdout.strip().splitlines()[-1])
+    (output / "bench_adaptation.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print()
+    print(_table(rows))
+    if "one_epoch" in summary:
+        e = summary["one_epoch"]
+        print(
+            f"\nOne epoch of {e['pairs']} pseudo pairs (xxs, {DEFAULT_ADAPTER_PRESET}, rendering and augmentation "
+            f"included): {e['epoch_s']:.1f} s; peak RSS {e['peak_rss_mb']:.0f} MB"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

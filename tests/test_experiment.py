@@ -1,0 +1,149 @@
+"""The pseudo-thermal protocol and the main-job experiment on real faces (a few AT&T and Yale identities): every
+source image is kept, splits are identity-disjoint, the report's figures are what the saved adapter and the frozen
+model give, and the CLI explains bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hfr_hf.cli import main as cli_main
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def faces(assets, tmp_path_factory) -> dict[str, Path]:
+    """8 AT&T people (sN/K.pgm) and 6 Yale subjects (subjectNN.condition, 11 conditions each)."""
+    root = tmp_path_factory.mktemp("faces")
+    for n in range(1, 9):
+        shutil.copytree(assets / "faces" / "att" / f"s{n}", root / "att" / f"s{n}")
+    (root / "yale").mkdir()
+    for path in sorted((assets / "faces" / "yale").iterdir()):
+        if path.name.split(".")[0] in {f"subject{n:02d}" for n in range(1, 7)}:
+            shutil.copy(path, root / "yale" / path.name)
+    return {"att": root / "att", "yale": root / "yale"}
+
+
+@pytest.fixture(scope="module")
+def experiment(faces, xxs_folder, tmp_path_factory):
+    from hfr_hf.experiment import run_experiment
+
+    output = tmp_path_factory.mktemp("experiment")
+    return run_experiment(
+        xxs_folder,
+        output,
+        att=faces["att"],
+        yale=faces["yale"],
+        training={"num_epochs": 1, "batch_size": 16},
+        progress=False,
+    )
+
+
+def test_protocol_keeps_every_yale_condition_and_splits_by_identity(experiment, faces):
+    root = experiment.output / "protocol"
+    yale_sources = len(list(faces["yale"].iterdir()))
+    yale_crops = list((root / "aligned").glob("yale_*/*.png"))
+    failed = [p for p in experiment.report["protocol"]["left_out"] if "yale" in p]
+    assert len(yale_crops) + len(failed) == yale_sources  # subject01.glasses and .happy are different images
+    splits = json.loads((root / "splits.json").read_text())
+    assert set(splits.values()) == {"train", "validation", "test"}
+    assert any(i.startswith("att_") for i in splits) and any(i.startswith("yale_") for i in splits)
+    test_ids = {i for i, s in splits.items() if s == "test"}
+    identification = (root / "identification.csv").read_text().splitlines()[1:]
+    assert {row.split(",")[1] for row in identification} == test_ids
+
+
+def test_training_used_the_protocol_split(experiment):
+    from hfr_hf.training import build_datasets, load_config
+
+    report = json.loads((experiment.output / "training" / "report.json").read_text())
+    config = load_config(None, **report["config"])
+    splits = json.loads((experiment.output / "protocol" / "splits.json").read_text())
+    for name, dataset in build_datasets(config).items():
+        assert {splits[i] for i in dataset["identity"]} == {name}
+    assert report["data"]["train"]["identities"] == experiment.report["protocol"]["train_identities"]
+
+
+def test_report_figures_are_those_of_the_frozen_and_the_saved_adapter(experiment, faces, xxs_folder):
+    from hfr_hf.adapters import load_adapter
+    from hfr_hf.data import build_pseudo_thermal_protocol
+    from hfr_hf.experiment import evaluate_protocol_files
+    from hfr_hf.inference import load_model
+
+    # the same arguments find the cached crops and renders and write the same seeded lists
+    protocol = build_pseudo_thermal_protocol(
+        experiment.output / "protocol", att=faces["att"], yale=faces["yale"], impostors_per_genuine=10, progress=False
+    )
+    model, processor = load_model(xxs_folder)
+    frozen = evaluate_protocol_files(model, processor, protocol)
+    adapted_model = load_adapter(model, experiment.adapter, adapter_name="thermal")
+    adapted = evaluate_protocol_files(adapted_model, processor, protocol)
+    results = experiment.report["results"]
+    for side, measured in (("frozen", frozen), ("adapted", adapted)):
+        for group in ("cross", "vis"):
+            assert results[side][group]["eer"] == pytest.approx(measured[group]["eer"], abs=1e-6)
+            assert results[side][group]["auc"] == pytest.approx(measured[group]["auc"], abs=1e-6)
+        assert results[side]["identification"]["rank1"] == pytest.approx(measured["identification"]["rank1"])
+    assert experiment.report["thresholds"]["thermal"]["1e-2"] == pytest.approx(
+        adapted["cross"]["threshold_at_far"]["1e-2"], abs=1e-6
+    )
+
+
+def test_report_schema_and_outputs(experiment):
+    report = json.loads((experiment.output / "report.json").read_text())
+    assert report == json.loads((experiment.adapter / "report.json").read_text())
+    assert report["kind"] == "xedgeface_experiment" and report["protocol"]["synthetic"] is True
+    assert report["training"]["trainable_parameters"] == 4504  # ln_stem on xxs
+    assert report["training"]["total_parameters"] == 1_244_744
+    for side in ("frozen", "adapted"):
+        for group in ("cross", "vis"):
+            m = report["results"][side][group]
+            assert 0.0 <= m["eer"] <= 1.0 and set(m["tar_at_far"]) == {"1e-2", "1e-3"}
+            assert m["genuine_pairs"] > 0 and m["impostor_pairs"] >= m["genuine_pairs"]
+    assert (experiment.adapter / "adapter_model.safetensors").is_file()
+    for plot in report["plots"]:
+        assert (experiment.output / plot).stat().st_size > 1000
+    table = experiment.table()
+    assert "VIS→thermal EER" in table and "VIS→VIS AUC" in table
+
+
+def test_frozen_model_separates_vis_faces_of_unseen_identities(experiment):
+    assert experiment.report["results"]["frozen"]["vis"]["auc"] > 0.95
+
+
+def test_cli_needs_a_face_source(xxs_folder, tmp_path, capsys):
+    assert cli_main(["experiment", "--model", str(xxs_folder), "--output", str(tmp_path / "out")]) == 1
+    assert "--att" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_split_file_must_cover_every_identity(tmp_path):
+    from hfr_hf.training import _read_split_file
+
+    path = tmp_path / "splits.json"
+    path.write_text(json.dumps({"a": "train"}))
+    with pytest.raises(ValueError, match="no split for 1 identities"):
+        _read_split_file(str(path), ["a", "b"])
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must map identities"):
+        _read_split_file(str(path), ["a"])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        _read_split_file(str(tmp_path / "missing.json"), ["a"])
+
+
+def test_thermal_dark_facial_lines_render_cooler():
+    from hfr_hf.data.renderers import ThermalRenderer
+
+    rng = np.random.default_rng(0)
+    face = np.full((112, 112, 3), 170, np.uint8) + rng.integers(0, 3, (112, 112, 3)).astype(np.uint8)
+    lined = face.copy()
+    lined[88:90, 40:72] = 60  # a dark lip line
+    renderer = ThermalRenderer()
+    plain_t, lined_t = renderer.temperature(face, seed=1), renderer.temperature(lined, seed=1)
+    assert (lined_t[87:91, 42:70] < plain_t[87:91, 42:70] - 0.02).mean() > 0.9
+    assert np.abs(lined_t[20:40] - plain_t[20:40]).max() < 1e-3  # elsewhere the same render
