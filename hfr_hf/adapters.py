@@ -212,8 +212,8 @@ def add_adapter(
                 f"This model already has an adapter named {adapter_name!r}; pick another name or remove it first "
                 f"with model.delete_adapter({adapter_name!r})."
             )
-        for name, existing in model.peft_config.items():
-            if set(existing.target_modules or ()) != set(config.target_modules):
+        for name in model.peft_config:
+            if _adapted_modules(model, name) != set(config.target_modules):
                 raise ValueError(
                     f"Adapter {adapter_name!r} (preset {spec.name!r}) targets other modules than adapter {name!r} "
                     "already on this model; LN tuning adapters on one base must share a preset. "
@@ -288,8 +288,15 @@ def base_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def _adapted_modules(model: nn.Module, adapter_name: str) -> set[str]:
+    """Names (in the base EdgeFace) of the modules an adapter wraps. PEFT rewrites a long `target_modules` list into
+    a few name suffixes once the layers are injected (20 or more targets, i.e. any real EdgeFace), so the config's
+    list cannot be compared with exact names; the wrapped layers can."""
+    return {name for name, layer in _tuner_layers(_edgeface_base(model)) if adapter_name in layer.ln_tuning_layers}
+
+
 def _preset_name(model: PeftModel, adapter_name: str) -> str | None:
-    targets = set(model.peft_config[adapter_name].target_modules or ())
+    targets = _adapted_modules(model, adapter_name)
     for name, spec in ADAPTER_PRESETS.items():
         if not spec.full and set(adapter_target_modules(spec, model)) == targets:
             return name

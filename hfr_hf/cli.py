@@ -248,6 +248,51 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from .hub import push_model, push_space
+
+    common = dict(
+        private=args.private,
+        revision=args.revision,
+        token=args.token,
+        commit_message=args.commit_message,
+        dry_run=args.dry_run,
+    )
+    if args.space:
+        model_only = (("--adapter", args.adapter), ("--merge", args.merge), ("--report", args.report))
+        stray = [flag for flag, value in (*model_only, ("--base-repo", args.base_repo)) if value]
+        if stray:
+            raise ValueError(f"{', '.join(stray)} apply to model repositories, not to a Space push.")
+        result = push_space(
+            args.repo_id,
+            args.space,
+            model_repo=args.model_repo or [],
+            set_model_variable=not args.no_space_variable,
+            **common,
+        )
+    else:
+        if args.model_repo:
+            raise ValueError("--model-repo names the model a Space loads; use it with --space.")
+        result = push_model(
+            args.repo_id,
+            args.model,
+            adapter=args.adapter,
+            merge=args.merge,
+            base_repo=args.base_repo,
+            report=args.report,
+            **common,
+        )
+    if result.dry_run_dir is not None:
+        print(
+            f"Dry run: wrote the {len(result.files)} files of {result.repo_type} {result.repo_id} to {result.dry_run_dir}"
+        )
+    else:
+        print(f"Pushed {len(result.files)} files to {result.repo_type} {result.repo_id}: {result.url or 'done'}")
+    for name in result.files:
+        print(f"  {name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hfr-hf", description="Cross-spectral face recognition with EdgeFace.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -336,6 +381,28 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--learning-rate", type=float, help="AdamW learning rate (default: the experiment's)")
     experiment.add_argument("--seed", type=int, default=0)
     experiment.set_defaults(func=cmd_experiment)
+
+    push = commands.add_parser(
+        "push", help="publish a model, an adapter, a merged model or the Space to the Hugging Face Hub (or --dry-run)"
+    )
+    push.add_argument("repo_id", help="Hub repository to create or update, namespace/name")
+    source = push.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="converted model folder (the base, with --adapter)")
+    source.add_argument("--space", help="Space folder (app.py, requirements.txt, README.md) to upload as a Space")
+    push.add_argument("--adapter", help="adapter folder (hfr_hf.adapters.save_adapter): push the adapter repository")
+    push.add_argument("--merge", action="store_true", help="with --adapter: push EdgeFace with the adapter merged in")
+    push.add_argument("--base-repo", help="Hub repository of the base model (required with --adapter)")
+    push.add_argument("--report", help="evaluation report JSON (hfr-hf experiment / evaluate) for the card's results")
+    push.add_argument("--model-repo", action="append", help="with --space: model repository the Space loads")
+    push.add_argument(
+        "--no-space-variable", action="store_true", help="with --space: do not set the Space variable HFR_HF_MODEL"
+    )
+    push.add_argument("--private", action="store_true", help="create the repository private")
+    push.add_argument("--revision", help="branch to commit to (created when missing; default main)")
+    push.add_argument("--token", help="Hub token (default: HF_TOKEN or the login cache of `hf auth login`)")
+    push.add_argument("--commit-message", help="message of the commit")
+    push.add_argument("--dry-run", metavar="DIR", help="write the files that would be pushed into DIR; push nothing")
+    push.set_defaults(func=cmd_push)
     return parser
 
 

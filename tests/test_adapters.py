@@ -220,6 +220,17 @@ def test_two_named_adapters_switch(tiny_config, pixels, tmp_path):
             torch.testing.assert_close(both(pixel_values=pixels).embeddings, outputs[name], atol=0, rtol=0)
 
 
+def test_full_size_adapters_record_their_preset_and_stack(tmp_path):
+    # A real EdgeFace has 20+ targets, past which PEFT rewrites target_modules as name suffixes.
+    adapted = add_adapter(EdgeFaceModel(EdgeFaceConfig.from_variant("xxs")).eval(), "ln_stem", adapter_name="thermal")
+    assert len(adapted.peft_config["thermal"].target_modules) < len(adapter_target_modules("ln_stem", adapted))
+    add_adapter(adapted, "ln_stem", adapter_name="nir")
+    with pytest.raises(ValueError, match="must share a preset"):
+        add_adapter(adapted, "ln", adapter_name="other")
+    record = json.loads((save_adapter(adapted, tmp_path / "thermal", "thermal") / ADAPTER_RECORD_NAME).read_text())
+    assert record["preset"] == "ln_stem"
+
+
 def test_only_the_active_adapter_trains(tiny_config):
     adapted = add_adapter(tiny_model(tiny_config), "ln", adapter_name="thermal")
     add_adapter(adapted, "ln", adapter_name="nir")
