@@ -83,6 +83,9 @@ class AdapterPreset:
         stem (`bool`): train the conv stem (`stem.0`) besides its LayerNorm.
         stages (`tuple[int]`): stages trained whole (downsampling, blocks, layer scales), copies of `stages.N`.
         full (`bool`): full fine-tuning, every parameter trainable, no PEFT adapter.
+        learning_rate (`float`): AdamW learning rate that suits it. AdamW moves every trainable parameter by about
+            the learning rate per step: LayerNorm scales and shifts and the stem take 3e-3, but whole stages
+            (layer-scale gammas, attention, low-rank linears) collapse the embedding at 2e-3 and want 1e-4.
     """
 
     name: str
@@ -90,6 +93,7 @@ class AdapterPreset:
     stem: bool = False
     stages: tuple[int, ...] = ()
     full: bool = False
+    learning_rate: float = 3e-3
 
 
 ADAPTER_PRESETS: dict[str, AdapterPreset] = {
@@ -97,10 +101,14 @@ ADAPTER_PRESETS: dict[str, AdapterPreset] = {
     for preset in (
         AdapterPreset("ln", "all LayerNorms"),
         AdapterPreset("ln_stem", "all LayerNorms + conv stem", stem=True),
-        AdapterPreset("ln_stem_s0", "all LayerNorms + conv stem + stage 0", stem=True, stages=(0,)),
-        AdapterPreset("ln_stem_s01", "all LayerNorms + conv stem + stages 0-1", stem=True, stages=(0, 1)),
-        AdapterPreset("ln_stem_s012", "all LayerNorms + conv stem + stages 0-2", stem=True, stages=(0, 1, 2)),
-        AdapterPreset("full", "full fine-tuning (ablation; no adapter)", full=True),
+        AdapterPreset("ln_stem_s0", "all LayerNorms + conv stem + stage 0", stem=True, stages=(0,), learning_rate=3e-4),
+        AdapterPreset(
+            "ln_stem_s01", "all LayerNorms + conv stem + stages 0-1", stem=True, stages=(0, 1), learning_rate=1e-4
+        ),
+        AdapterPreset(
+            "ln_stem_s012", "all LayerNorms + conv stem + stages 0-2", stem=True, stages=(0, 1, 2), learning_rate=1e-4
+        ),
+        AdapterPreset("full", "full fine-tuning (ablation; no adapter)", full=True, learning_rate=1e-4),
     )
 }
 # "All LayerNorms + stem": the paper's headline budget (6,648 parameters on EdgeFace-XS); provisional until the

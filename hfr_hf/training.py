@@ -126,7 +126,10 @@ class TrainingConfig:
     loss: XEdgeFaceLossConfig = field(
         default_factory=XEdgeFaceLossConfig, metadata={"help": "Margin and weights of the loss (XEdgeFaceLossConfig)."}
     )
-    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate."})
+    learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "AdamW peak learning rate; None: the adapter preset's (3e-3 for LayerNorms + stem)."},
+    )
     weight_decay: float = field(
         default=0.0,
         metadata={"help": "AdamW weight decay; 0 by default because decay pulls LayerNorm scales away from 1."},
@@ -134,7 +137,9 @@ class TrainingConfig:
     lr_scheduler: str = field(
         default="cosine", metadata={"help": f"transformers' get_scheduler name: {', '.join(SCHEDULERS)}."}
     )
-    warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up, in optimiser steps."})
+    warmup_steps: int = field(
+        default=10, metadata={"help": "Linear warm-up, in optimiser steps (AdamW's first steps are its largest)."}
+    )
     num_epochs: int = field(default=3, metadata={"help": "Passes over the training pairs (unless max_steps is set)."})
     max_steps: int | None = field(
         default=None, metadata={"help": "Optimiser steps in all; overrides num_epochs when set."}
@@ -203,6 +208,8 @@ class TrainingConfig:
         for name in ("warmup_steps", "checkpoint_every", "num_workers", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)!r}.")
+        if self.learning_rate is None:
+            self.learning_rate = ADAPTER_PRESETS[self.adapter_preset].learning_rate
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}.")
 
