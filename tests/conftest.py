@@ -61,3 +61,52 @@ def xxs_folder(assets, tmp_path_factory) -> Path:
     from hfr_hf.convert import convert_checkpoint
 
     return convert_checkpoint(assets / "weights/edgeface/edgeface_xxs_q.pt", tmp_path_factory.mktemp("models") / "xxs")
+
+
+@pytest.fixture(scope="session")
+def space_url(xxs_folder, tmp_path_factory):
+    """The Gradio Space (`python spaces/edgeface-hfr/app.py`) serving the converted EdgeFace-XXS on 127.0.0.1, as a
+    separate process started once per session; its URL."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+        "HFR_HF_MODEL": str(xxs_folder),
+        "HFR_HF_ADAPTERS": "none",
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_TEMP_DIR": str(tmp_path_factory.mktemp("gradio")),
+        "OMP_NUM_THREADS": "1",  # the busy test machine: see one_torch_thread
+    }
+    log = tmp_path_factory.mktemp("space") / "space.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            [sys.executable, str(REPO_ROOT / "spaces/edgeface-hfr/app.py")], env=env, stdout=out, stderr=out
+        )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    try:
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"The Space exited with code {server.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                urllib.request.urlopen(url, timeout=5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"The Space did not answer at {url} within 180 s:\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
