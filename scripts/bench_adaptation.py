@@ -111,10 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epoch-pairs", type=int, default=1000, help="pairs of the one-epoch timing (0: skip it)")
     parser.add_argument("--no-ablation", action="store_true", help="skip the self-distillation-off run")
     parser.add_argument("--epoch-only", action="store_true", help="only the one-epoch timing (run in a child)")
+    parser.add_argument("--protocol", type=Path, help="protocol folder to use or build (default: <output>/protocol)")
     args = parser.parse_args(argv)
     output = args.output
     output.mkdir(parents=True, exist_ok=True)
-    protocol = output / "protocol"
+    protocol = args.protocol or output / "protocol"
     models = output / "models"
 
     if args.epoch_only:
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.epoch_pairs:
         child = subprocess.run(
-            [sys.executable, __file__, "--epoch-only", "--output", str(output), "--epoch-pairs", str(args.epoch_pairs)],
+            [sys.executable, __file__, "--epoch-only", "--output", str(output), "--epoch-pairs", str(args.epoch_pairs)]
+            + ["--protocol", str(protocol)],
             capture_output=True,
             text=True,
             check=True,

@@ -164,18 +164,17 @@ def test_total_is_the_weighted_sum_of_the_terms():
     assert {"contrastive/positive", "contrastive/negative", "contrastive/num_negatives"} <= set(out)
 
 
-def test_defaults_leave_cross_modal_distillation_off():
-    config = XEdgeFaceLossConfig()
-    assert (config.self_distillation_weight, config.cross_distillation_weight) == (1.0, 0.0)
-    assert 0.3 <= config.margin <= 0.5
-    out = XEdgeFaceLoss()(E, E, teacher_vis_embeddings=E)
+def test_cross_modal_distillation_can_be_turned_off():
+    out = XEdgeFaceLoss(XEdgeFaceLossConfig(cross_distillation_weight=0.0))(E, E, teacher_vis_embeddings=E)
     assert "cross_modal_distillation" not in out and out["loss"].item() == 0.0
+    out = XEdgeFaceLoss()(E, -E, teacher_vis_embeddings=E)  # on by default: a flipped target costs 2 per row
+    assert out["cross_modal_distillation"].item() == pytest.approx(2.0)
 
 
 def test_distillation_without_a_teacher_is_refused():
     with pytest.raises(ValueError, match="need teacher_vis_embeddings"):
         XEdgeFaceLoss()(E, E)
-    out = XEdgeFaceLoss(XEdgeFaceLossConfig(self_distillation_weight=0.0))(E, E)
+    out = XEdgeFaceLoss(XEdgeFaceLossConfig(self_distillation_weight=0.0, cross_distillation_weight=0.0))(E, E)
     assert set(out) >= {"loss", "contrastive"}
 
 

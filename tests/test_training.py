@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 from hfr_hf import EdgeFaceModel
 from hfr_hf.image_processing_edgeface import EdgeFaceImageProcessor
+from hfr_hf.losses import XEdgeFaceLossConfig
 from hfr_hf.training import (
     STATE_NAME,
     TrainingConfig,
@@ -104,7 +105,7 @@ def test_report_has_the_fields(full_run):
             assert {"auc", "eer", "tar_at_far_1e-2"} <= set(report["test"][when][side])
     assert (full_run.adapter / "adapter_model.safetensors").is_file()
     assert (full_run.best_adapter / "xedgeface_adapter.json").is_file()
-    assert report["config"]["loss"]["margin"] == 0.3
+    assert report["config"]["loss"] == XEdgeFaceLossConfig().to_dict()
 
 
 def test_loss_terms_are_logged_per_step(full_run):
