@@ -196,7 +196,10 @@ def run_experiment(
         shutil.rmtree(adapter_dir)
     shutil.copytree(chosen, adapter_dir)
 
-    adapted_model = load_adapter(base, adapter_dir, adapter_name=adapter_name)
+    if (adapter_dir / "adapter_config.json").is_file():
+        adapted_model = load_adapter(base, adapter_dir, adapter_name=adapter_name)
+    else:  # the `full` preset fine-tunes every weight and saves a whole model, not an adapter
+        adapted_model = type(base).from_pretrained(adapter_dir)
     adapted_model.eval()
     adapted = evaluate_protocol_files(adapted_model, processor, protocol, progress=progress)
 

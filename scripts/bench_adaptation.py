@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epoch-pairs", type=int, default=1000, help="pairs of the one-epoch timing (0: skip it)")
     parser.add_argument("--no-ablation", action="store_true", help="skip the self-distillation-off run")
     parser.add_argument("--epoch-only", action="store_true", help="only the one-epoch timing (run in a child)")
+    parser.add_argument("--reuse", action="store_true", help="take the runs that already have a report.json as done")
     parser.add_argument("--protocol", type=Path, help="protocol folder to use or build (default: <output>/protocol)")
     args = parser.parse_args(argv)
     output = args.output
@@ -142,9 +143,15 @@ def main(argv: list[str] | None = None) -> int:
             )
         for label, preset, training in runs:
             started = time.perf_counter()
+            run_dir = output / variant / label.replace(", ", "_").replace(" ", "_")
+            if args.reuse and (run_dir / "report.json").is_file():  # finished by an earlier, interrupted call
+                report = json.loads((run_dir / "report.json").read_text())
+                rows.append({**_row(report, label), "run_s": None})
+                reports[f"{variant}/{label}"] = report
+                continue
             result = run_experiment(
                 model,
-                output / variant / label.replace(", ", "_").replace(" ", "_"),
+                run_dir,
                 att=ASSETS / "faces" / "att",
                 yale=ASSETS / "faces" / "yale",
                 adapter_preset=preset,
