@@ -2,9 +2,12 @@
 
 The graph comes from torch's default exporter (`torch.onnx.export(..., dynamo=True)`, which goes through
 `torch.export` and needs `onnxscript`) at opset 18 (ONNX 1.13, 2022; onnxruntime 1.14 and later, and the
-other current runtimes, read it). Simplification is onnxscript's optimizer, which the exporter runs by default (constant
-folding, dead nodes, redundant casts and reshapes: 315 nodes instead of 692 for EdgeFace-XXS); onnxruntime
-applies its own fusions when it loads the file. The batch axis is dynamic.
+other current runtimes, read it). The batch axis is dynamic. Simplification (on by default) is onnxscript's
+optimizer, which the exporter runs (constant folding, dead nodes, redundant casts and reshapes: 315 nodes instead
+of 692 for EdgeFace-XXS), plus one onnxscript rewrite rule: the exporter writes GELU as x·(0.5·(1 + erf(x/√2))),
+which onnxruntime's GELU fusion does not recognise; written as (x·(1 + erf(x/√2)))·0.5 (the same numbers:
+multiplying by 0.5 is exact) it becomes one BiasGelu with the bias before it, 11 % faster on EdgeFace-XXS. Both
+are standard opset-18 graphs; onnxruntime applies its other fusions when it loads the file.
 
 An adapted model is merged first (`hfr_hf.adapters.merge_adapter`): the file holds a plain EdgeFace that costs
 exactly what the base costs. Before anything is written the exported graph is run on onnxruntime against the
@@ -21,6 +24,7 @@ import contextlib
 import copy
 import json
 import logging
+import math
 import os
 import tempfile
 import warnings
@@ -97,6 +101,26 @@ def load_export_model(
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     record = {"path": str(adapter), **{k: record.get(k) for k in ("adapter_name", "preset", "base_model_fingerprint")}}
     return merged.eval(), processor, record
+
+
+def _gelu_in_fusable_order():
+    """onnxscript rule: torch's erf GELU, x·(0.5·(1 + erf(x/√2))), to the order onnxruntime fuses."""
+    from onnxscript.rewriter import pattern
+
+    def torch_order(op, x, sqrt2, one, half):
+        return op.Mul(x, op.Mul(half, op.Add(op.Erf(op.Div(x, sqrt2)), one)))
+
+    def fusable_order(op, x, sqrt2, one, half):
+        return op.Mul(op.Mul(x, op.Add(op.Erf(op.Div(x, sqrt2)), one)), half)
+
+    def constants_match(context, x, sqrt2, one, half, **_) -> bool:
+        def scalar(value, expected: float) -> bool:
+            tensor = value.const_value
+            return tensor is not None and tensor.numpy().size == 1 and abs(float(tensor.numpy()) - expected) < 1e-6
+
+        return scalar(sqrt2, math.sqrt(2)) and scalar(one, 1.0) and scalar(half, 0.5)
+
+    return pattern.RewriteRule(torch_order, fusable_order, constants_match)
 
 
 class _EmbeddingsOnly(nn.Module):
@@ -216,6 +240,9 @@ def export_onnx(
     Returns the path of the written file. Raises [`OnnxExportError`] when the model cannot be loaded, the adapter
     does not fit it, or the exported graph differs from the torch model by more than 1e-4 on a random batch.
     """
+    from .onnx_inference import require_onnx
+
+    require_onnx("ONNX export", "onnx", "onnxruntime", "onnxscript")
     output = Path(output)
     if output.suffix != ".onnx":
         raise OnnxExportError(f"The output must be an .onnx file, got {output.name}.")
@@ -253,6 +280,8 @@ def export_onnx(
             output_names=[OUTPUT_NAME],
             dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch", min=1)}},
         )
+    if optimize:
+        _gelu_in_fusable_order().apply_to_model(program.model)
     proto = program.model_proto
     for node in proto.graph.node:  # stack traces and local paths of the export: not for a shipped file
         del node.metadata_props[:]

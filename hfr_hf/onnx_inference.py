@@ -21,7 +21,18 @@ from .configuration_edgeface import EdgeFaceConfig
 from .image_processing_edgeface import EdgeFaceImageProcessor
 from .modeling_edgeface import EdgeFaceModelOutput
 
-__all__ = ["OnnxEdgeFace", "load_onnx_model", "onnx_providers"]
+__all__ = ["OnnxEdgeFace", "load_onnx_model", "onnx_providers", "require_onnx"]
+
+
+def require_onnx(feature: str, *modules: str) -> None:
+    """A clear error when the `onnx` extra is not installed."""
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise ValueError(f"{feature} needs {module}; install the ONNX extra: pip install 'hfr-hf[onnx]'.") from None
 
 
 def onnx_providers(device: str | torch.device = "cpu") -> list[str]:
@@ -52,6 +63,7 @@ class OnnxEdgeFace:
     """
 
     def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu", threads: int | None = None):
+        require_onnx("Running .onnx models", "onnxruntime")
         import onnxruntime as ort
 
         self.path = Path(path)

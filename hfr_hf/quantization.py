@@ -26,6 +26,7 @@ The choice is recorded in the quantised file's metadata (`quantization`) and in 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -205,8 +206,14 @@ def quantize_onnx(
         per_channel: int8 weights scaled per output channel (else per tensor).
         quant_format: `qdq` (QuantizeLinear/DequantizeLinear pairs, onnxruntime's advice) or `qoperator`.
     """
+    from .onnx_inference import require_onnx
+
+    require_onnx("int8 quantisation of ONNX models", "onnx", "onnxruntime")
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    # onnxruntime from mid-2026 (1.32 here) keeps the calibration ranges between calls; older ones recalibrate each trial.
+    reuse_ranges = "calibration_cache_path" in inspect.signature(quantize_static).parameters
 
     from .onnx_export import read_onnx_metadata, save_onnx_atomic
     from .onnx_inference import OnnxEdgeFace
@@ -250,7 +257,7 @@ def quantize_onnx(
                     weight_type=QuantType.QInt8,
                     op_types_to_quantize=list(_ONNX_LAYER_OPS[method]),
                     nodes_to_quantize=names,
-                    calibration_cache_path=str(cache),  # ranges measured once, reused by every trial
+                    **({"calibration_cache_path": str(cache)} if reuse_ranges else {}),
                 )
             else:
                 quantize_dynamic(

@@ -61,3 +61,11 @@ def xxs_folder(assets, tmp_path_factory) -> Path:
     from hfr_hf.convert import convert_checkpoint
 
     return convert_checkpoint(assets / "weights/edgeface/edgeface_xxs_q.pt", tmp_path_factory.mktemp("models") / "xxs")
+
+
+@pytest.fixture(scope="session")
+def xxs_onnx(xxs_folder, tmp_path_factory) -> Path:
+    """EdgeFace-XXS exported to ONNX, once per session."""
+    from hfr_hf.onnx_export import export_onnx
+
+    return export_onnx(xxs_folder, tmp_path_factory.mktemp("onnx") / "xxs.onnx")

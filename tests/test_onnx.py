@@ -2,6 +2,7 @@
 command line, and the errors a user can meet."""
 
 import json
+import sys
 
 import numpy as np
 import onnx
@@ -38,10 +39,14 @@ def model_folders(assets, xxs_folder, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def exported(model_folders, tmp_path_factory):
-    """Every tested variant exported once."""
+def exported(model_folders, xxs_onnx, tmp_path_factory):
+    """Every tested variant exported once (XXS by the session's fixture)."""
     root = tmp_path_factory.mktemp("onnx-files")
-    return {variant: export_onnx(folder, root / f"{variant}.onnx") for variant, folder in model_folders.items()}
+    files = {"xxs": xxs_onnx}
+    for variant, folder in model_folders.items():
+        if variant not in files:
+            files[variant] = export_onnx(folder, root / f"{variant}.onnx")
+    return files
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +219,9 @@ def test_onnx_model_refuses_an_adapter_and_bad_files(tiny_folder, tmp_path, caps
     (tmp_path / "p.csv").write_text("path_a,path_b,label\na.png,b.png,1\n")
     assert main(argv) == 1
     assert "cannot take --adapter" in capsys.readouterr().err
+
+
+def test_missing_onnx_extra_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    with pytest.raises(ValueError, match=r"needs onnxruntime; install the ONNX extra: pip install 'hfr-hf\[onnx\]'"):
+        load_model(tmp_path / "model.onnx")
