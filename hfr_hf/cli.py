@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("model_dir", help="model folder (from `hfr-hf convert`) or Hub repo id")
     export.add_argument("--output", required=True, help="the .onnx file to write")
     export.add_argument("--adapter", help="xEdgeFace adapter folder to merge into the model first")
-    export.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    export.add_argument("--opset", type=int, default=18, help="ONNX opset, 18 or later (default 18)")
     export.add_argument("--no-optimize", action="store_true", help="skip onnxscript's graph simplification")
     export.set_defaults(func=cmd_export_onnx)
 

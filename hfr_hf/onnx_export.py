@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 ONNX_OPSET = 18
+_MIN_EXPORTER_OPSET = 18  # torch's exporter writes opset 18 at least
 INPUT_NAME = "pixel_values"
 OUTPUT_NAME = "embeddings"
 WEIGHTS_LICENSE = "cc-by-nc-sa-4.0 (EdgeFace weights)"
@@ -232,7 +233,7 @@ def export_onnx(
             merged on a copy, the argument is left as it was).
         output: the `.onnx` file to write (replaced if it exists).
         adapter: an xEdgeFace adapter folder to merge first (folder or repo id `model` only).
-        opset: ONNX opset of the graph.
+        opset: ONNX opset of the graph (18 or later: torch's exporter starts there).
         optimize: simplify the graph with onnxscript's optimizer (the exporter's default).
         processor: the image processor whose settings go into the metadata (default: the model folder's, else
             the default `EdgeFaceImageProcessor`).
@@ -243,9 +244,13 @@ def export_onnx(
     from .onnx_inference import require_onnx
 
     require_onnx("ONNX export", "onnx", "onnxruntime", "onnxscript")
+    import onnx
+
     output = Path(output)
     if output.suffix != ".onnx":
         raise OnnxExportError(f"The output must be an .onnx file, got {output.name}.")
+    if opset < _MIN_EXPORTER_OPSET:
+        raise OnnxExportError(f"Opset {opset} is too old: torch's exporter supports opset 18 and later.")
     adapter_record = None
     if isinstance(model, nn.Module):
         if adapter is not None:
@@ -268,27 +273,32 @@ def export_onnx(
     # the caller's model.
     wrapper = _EmbeddingsOnly(copy.deepcopy(model)).eval()
     example = torch.zeros(2, model.config.num_channels, size, size)
-    with _quiet_exporter(), torch.no_grad():
-        program = torch.onnx.export(
-            wrapper,
-            (example,),
-            dynamo=True,
-            verbose=False,
-            optimize=optimize,
-            opset_version=opset,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch", min=1)}},
-        )
+    try:
+        with _quiet_exporter(), torch.no_grad():
+            program = torch.onnx.export(
+                wrapper,
+                (example,),
+                dynamo=True,
+                verbose=False,
+                optimize=optimize,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch", min=1)}},
+            )
+    except Exception as error:  # the exporter raises many kinds; the user needs one sentence and the cause
+        cause = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise OnnxExportError(f"torch could not export the model to ONNX opset {opset}: {cause}") from error
     if optimize:
         _gelu_in_fusable_order().apply_to_model(program.model)
     proto = program.model_proto
+    written = next(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx"))
+    if written != opset:  # e.g. torch's exporter leaves the graph at 18 when asked for less
+        raise OnnxExportError(f"torch's exporter wrote opset {written}, not the {opset} asked for.")
     for node in proto.graph.node:  # stack traces and local paths of the export: not for a shipped file
         del node.metadata_props[:]
     proto.producer_name = "hfr_hf"
     proto.doc_string = "EdgeFace face embedding model (George et al., IEEE T-BIOM 2024), exported by hfr_hf."
-    import onnx
-
     onnx.helper.set_model_props(proto, _metadata(model, processor, source, adapter_record))
     onnx.checker.check_model(proto)
 

@@ -212,11 +212,11 @@ def quantize_onnx(
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
-    # onnxruntime from mid-2026 (1.32 here) keeps the calibration ranges between calls; older ones recalibrate each trial.
-    reuse_ranges = "calibration_cache_path" in inspect.signature(quantize_static).parameters
-
     from .onnx_export import read_onnx_metadata, save_onnx_atomic
     from .onnx_inference import OnnxEdgeFace
+
+    # onnxruntime from mid-2026 on (1.32 here) keeps calibration ranges between calls; older ones recalibrate.
+    reuse_ranges = "calibration_cache_path" in inspect.signature(quantize_static).parameters
 
     if method not in _ONNX_LAYER_OPS:
         raise ValueError(f"method must be 'static' or 'dynamic', got {method!r}.")
@@ -240,6 +240,8 @@ def quantize_onnx(
             pixel_values = calibration_pixel_values(calibration, float_model.image_processor(), max_images)
     proto = onnx.load(str(model))
     candidates = _onnx_candidates(proto, method)
+    if not candidates:  # (onnxruntime reads an empty node list as "every node")
+        raise ValueError(f"{model} has no Conv / MatMul layer with constant weights to quantise.")
 
     with tempfile.TemporaryDirectory(prefix="hfr-hf-int8-") as tmp, _quiet_quantizer():
         cache = Path(tmp) / "calibration_ranges.json"
@@ -304,7 +306,7 @@ def quantize_onnx(
             "activations": "uint8, static ranges (MinMax)" if method == "static" else "uint8, dynamic ranges",
         },
     )
-    metadata["quantization"] = json.dumps({k: v for k, v in report.to_dict().items() if k != "quantized_layers"})
+    metadata["quantization"] = json.dumps(report.to_dict())
     del quantized.metadata_props[:]
     onnx.helper.set_model_props(quantized, metadata)
     save_onnx_atomic(quantized, output)

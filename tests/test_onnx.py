@@ -186,6 +186,12 @@ def test_cli_exports_and_embeds_with_the_onnx_file(tiny_folder, assets, tmp_path
     assert np.abs(onnx_run["embeddings"] - torch_run["embeddings"]).max() <= 1e-5
     assert main(["verify", faces[0], faces[1], "--model", str(output), "--json"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["cosine"] > 0
+    summaries = []
+    for model in (output, tiny_folder):
+        report = tmp_path / f"{model.name}.json"
+        assert main(["verify-folder", str(assets / "faces/att"), "--model", str(model), "--json", str(report)]) == 0
+        summaries.append(json.loads(report.read_text()))
+    assert summaries[0]["images"] == 400 and summaries[0]["auc"] == pytest.approx(summaries[1]["auc"], abs=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -193,6 +199,7 @@ def test_cli_exports_and_embeds_with_the_onnx_file(tiny_folder, assets, tmp_path
     [
         (["export-onnx", "{tmp}/nothing", "--output", "{tmp}/m.onnx"], "is not a model folder"),
         (["export-onnx", "{tiny}", "--output", "{tmp}/m.pt"], "must be an .onnx file"),
+        (["export-onnx", "{tiny}", "--output", "{tmp}/m.onnx", "--opset", "17"], "supports opset 18 and later"),
         (["export-onnx", "{tiny}", "--adapter", "{tmp}", "--output", "{tmp}/m.onnx"], "holds no adapter_config.json"),
         (["embed", "{tmp}", "--model", "{tmp}/missing.onnx", "--output", "{tmp}/e.npz"], "does not exist"),
         (["quantize", "{tiny}", "--output", "{tmp}/q.onnx"], "takes an .onnx file"),
