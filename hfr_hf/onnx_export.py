@@ -86,7 +86,11 @@ def load_export_model(
         if model_type != "edgeface":
             raise OnnxExportError(f"{path} holds a {model_type!r} model, not an EdgeFace model; only EdgeFace exports.")
     base = EdgeFaceModel.from_pretrained(model).eval()
-    processor = EdgeFaceImageProcessor.from_pretrained(model)
+    if path.is_dir() and not (path / "preprocessor_config.json").is_file():
+        size = base.config.image_size  # a bare `save_pretrained` of the model: EdgeFace's standard preprocessing
+        processor = EdgeFaceImageProcessor(size={"height": size, "width": size})
+    else:
+        processor = EdgeFaceImageProcessor.from_pretrained(model)
     if adapter is None:
         return base, processor, None
     try:

@@ -95,6 +95,7 @@ def prepare(variant: str, args: argparse.Namespace, workdir: Path) -> dict:
     else:
         torch.manual_seed(0)
         EdgeFaceModel(EdgeFaceConfig.from_variant(variant)).save_pretrained(folder)
+        EdgeFaceImageProcessor().save_pretrained(folder)
         weights = "random (seed 0)"
     processor = EdgeFaceImageProcessor()
     yale = args.assets / "faces/yale"
@@ -212,6 +213,7 @@ def bench(variant: str, args: argparse.Namespace, workdir: Path, faces: np.ndarr
     from hfr_hf.quantization import min_cosine
 
     record = prepare(variant, args, workdir)
+    load_average = os.getloadavg()[0]
     runs, sizes, loads = {}, {}, {}
     for backend in args.backends:
         seconds = []
@@ -246,6 +248,7 @@ def bench(variant: str, args: argparse.Namespace, workdir: Path, faces: np.ndarr
                 if report is None
                 else f"{len(report['quantized_layers'])}/{report['candidate_layers']}",
                 "int8_report": report,
+                "load_average_1min": load_average,
                 "reference_latency_ms": REFERENCE.get(variant, (None, None))[0],
                 "reference_throughput_img_s": REFERENCE.get(variant, (None, None))[1],
             }
@@ -290,9 +293,15 @@ def markdown_table(rows: list[dict], settings: dict) -> str:
             r["int8_layers"] or "–",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    weights = sorted({(r["variant"], r["weights"]) for r in rows})
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    first = {v: next(r for r in rows if r["variant"] == v) for v in variants}
     lines.append("")
-    lines.append("Weights: " + "; ".join(f"{v} {w}" for v, w in weights) + ".")
+    lines.append("Weights: " + "; ".join(f"{v} {first[v]['weights']}" for v in variants) + ".")
+    lines.append(
+        "Load average (1 min) when each variant started: "
+        + ", ".join(f"{v} {first[v]['load_average_1min']:.1f}" for v in variants)
+        + "."
+    )
     return "\n".join(lines)
 
 
@@ -329,6 +338,11 @@ def main() -> None:
         for variant in args.variants:
             rows.extend(bench(variant, args, workdir, faces))
             print(f"{variant}: done", file=sys.stderr, flush=True)
+            table = write_results(rows, args, load_before)  # after every variant: a crash keeps what was measured
+    print("\n" + table)
+
+
+def write_results(rows: list[dict], args: argparse.Namespace, load_before: str) -> str:
     settings = {
         "torch": torch.__version__,
         "onnxruntime": ort.__version__,
@@ -338,11 +352,11 @@ def main() -> None:
         "load_after": " ".join(f"{v:.1f}" for v in os.getloadavg()),
     }
     table = markdown_table(rows, settings)
-    print("\n" + table)
     if args.json:
         Path(args.json).write_text(json.dumps({**settings, "results": rows}, indent=2) + "\n")
     if args.markdown:
         Path(args.markdown).write_text(table + "\n")
+    return table
 
 
 if __name__ == "__main__":

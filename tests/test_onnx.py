@@ -232,3 +232,11 @@ def test_missing_onnx_extra_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
     with pytest.raises(ValueError, match=r"needs onnxruntime; install the ONNX extra: pip install 'hfr-hf\[onnx\]'"):
         load_model(tmp_path / "model.onnx")
+
+
+def test_folder_without_preprocessor_gets_the_standard_preprocessing(tiny_config, tmp_path):
+    torch.manual_seed(0)
+    EdgeFaceModel(tiny_config).save_pretrained(tmp_path / "bare")  # weights and config only
+    path = export_onnx(tmp_path / "bare", tmp_path / "bare.onnx")
+    assert read_onnx_metadata(path)["input_normalization"] == "RGB, 32x32, (x/255-0.5)/0.5"
+    assert OnnxEdgeFace(path).image_processor().size == {"height": 32, "width": 32}
