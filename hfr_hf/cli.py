@@ -162,6 +162,36 @@ def _load_adapter(model, adapter: str):
     return PeftModel.from_pretrained(model, adapter).eval()
 
 
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from .onnx_export import export_onnx
+
+    output = export_onnx(
+        args.model_dir, args.output, adapter=args.adapter, opset=args.opset, optimize=not args.no_optimize
+    )
+    merged = f" with adapter {args.adapter} merged" if args.adapter else ""
+    print(f"Exported {args.model_dir}{merged} -> {output} ({output.stat().st_size / 2**20:.1f} MiB, parity checked)")
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from .quantization import quantize_onnx
+
+    if Path(args.model).suffix != ".onnx":
+        raise ValueError(f"quantize takes an .onnx file from `hfr-hf export-onnx`, got {args.model}.")
+    report = quantize_onnx(
+        args.model,
+        args.output,
+        calibration=args.calibration,
+        method=args.method,
+        min_cosine_target=args.min_cosine,
+        max_images=args.max_images,
+        per_channel=not args.per_tensor,
+        quant_format=args.format,
+    )
+    print(f"{report.summary()} -> {args.output} ({Path(args.output).stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import (
         EmbeddingCache,
@@ -176,6 +206,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     from .inference import load_model
 
+    if args.adapter and Path(args.model).suffix == ".onnx":
+        raise ValueError("An .onnx model cannot take --adapter; merge it at export: `hfr-hf export-onnx --adapter`.")
     protocol = read_protocol(args.protocol)
     keys, files = resolve_images(protocol, args.root)
     report_path = Path(args.report)
@@ -310,7 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     convert.set_defaults(func=cmd_convert)
 
     def add_model_options(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--model", required=True, help="model folder (from `hfr-hf convert`) or Hub repo id")
+        sub.add_argument(
+            "--model", required=True, help="model folder (from `hfr-hf convert`), Hub repo id, or .onnx file"
+        )
         sub.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
         sub.add_argument("--align", action="store_true", help="images are raw photos: detect and align faces first")
         sub.add_argument("--select", choices=["confidence", "largest"], default="confidence", help="face to use")
@@ -403,6 +437,31 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--commit-message", help="message of the commit")
     push.add_argument("--dry-run", metavar="DIR", help="write the files that would be pushed into DIR; push nothing")
     push.set_defaults(func=cmd_push)
+
+    export = commands.add_parser("export-onnx", help="model folder (+ adapter, merged) -> ONNX file, parity checked")
+    export.add_argument("model_dir", help="model folder (from `hfr-hf convert`) or Hub repo id")
+    export.add_argument("--output", required=True, help="the .onnx file to write")
+    export.add_argument("--adapter", help="xEdgeFace adapter folder to merge into the model first")
+    export.add_argument("--opset", type=int, default=18, help="ONNX opset, 18 or later (default 18)")
+    export.add_argument("--no-optimize", action="store_true", help="skip onnxscript's graph simplification")
+    export.set_defaults(func=cmd_export_onnx)
+
+    quantize = commands.add_parser(
+        "quantize", help="int8 ONNX model, layers chosen to keep the embeddings close to the float ones"
+    )
+    quantize.add_argument("model", help="float .onnx file from `hfr-hf export-onnx`")
+    quantize.add_argument("--output", required=True, help="the int8 .onnx file to write")
+    quantize.add_argument("--calibration", help="folder of aligned faces (needed by static; checks dynamic)")
+    quantize.add_argument("--method", choices=["static", "dynamic"], default="static")
+    quantize.add_argument(
+        "--min-cosine", type=float, default=0.995, help="smallest cosine to the float embeddings on calibration faces"
+    )
+    quantize.add_argument("--max-images", type=int, default=128, help="calibration faces used at most")
+    quantize.add_argument("--format", choices=["qdq", "qoperator"], default="qdq", help="static quantised format")
+    quantize.add_argument(
+        "--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)"
+    )
+    quantize.set_defaults(func=cmd_quantize)
     return parser
 
 

@@ -51,8 +51,13 @@ def list_images(root: str | os.PathLike) -> list[Path]:
 
 
 def load_model(model: str | os.PathLike, device: str = "cpu") -> tuple[EdgeFaceModel, EdgeFaceImageProcessor]:
-    """An EdgeFace model (eval mode) and its image processor from a folder or Hub repo id."""
+    """An EdgeFace model (eval mode) and its image processor from a folder or Hub repo id, or an `.onnx` file
+    (then an `hfr_hf.onnx_inference.OnnxEdgeFace` on onnxruntime, called the same way)."""
     path = Path(model)
+    if path.suffix == ".onnx":
+        from .onnx_inference import load_onnx_model
+
+        return load_onnx_model(path, device)
     if path.exists() and not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a model folder (no config.json); make one with `hfr-hf convert`.")
     return EdgeFaceModel.from_pretrained(model).to(device).eval(), EdgeFaceImageProcessor.from_pretrained(model)
@@ -72,7 +77,7 @@ def embed_images(
     are aligned first when an `aligner` (e.g. `hfr_hf.alignment.FaceAligner()`) is given."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-    device = next(model.parameters()).device
+    device = model.device
     chunks = []
     for start in tqdm(range(0, len(images), batch_size), desc="embedding", unit="batch", disable=not progress):
         batch = [load_image(i) if isinstance(i, (str, os.PathLike)) else i for i in images[start : start + batch_size]]

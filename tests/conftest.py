@@ -110,3 +110,11 @@ def space_url(xxs_folder, tmp_path_factory):
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@pytest.fixture(scope="session")
+def xxs_onnx(xxs_folder, tmp_path_factory) -> Path:
+    """EdgeFace-XXS exported to ONNX, once per session."""
+    from hfr_hf.onnx_export import export_onnx
+
+    return export_onnx(xxs_folder, tmp_path_factory.mktemp("onnx") / "xxs.onnx")
