@@ -9,7 +9,6 @@ self-distillation must keep), "identification" is thermal probes searched in the
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -67,13 +66,11 @@ def evaluate_protocol_files(model, processor, protocol, batch_size: int = 64, pr
         "vis": read_protocol(protocol.verification_vis),
         "identification": read_protocol(protocol.identification),
     }
-    keys, files = {}, {}
+    files = {}  # key → file, each image once across the three lists
     for proto in protocols.values():
-        for key, path in zip(*resolve_images(proto, protocol.root)):
-            keys[key], files[key] = True, path
-    ordered = list(keys)
-    vectors = embed_paths(model, processor, [files[k] for k in ordered], batch_size, progress=progress)
-    embeddings = dict(zip(ordered, vectors))
+        files.update(zip(*resolve_images(proto, protocol.root)))
+    vectors = embed_paths(model, processor, list(files.values()), batch_size, progress=progress)
+    embeddings = dict(zip(files, vectors))
     out: dict[str, Any] = {"_curves": {}}
     fars = tuple(sorted(set(DEFAULT_FARS) | set(FARS)))
     for name, proto in protocols.items():
@@ -133,12 +130,6 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def run_experiment(
     model: str | os.PathLike,
     output: str | os.PathLike,
@@ -162,7 +153,7 @@ def run_experiment(
     """
     from .adapters import load_adapter
     from .data import build_pseudo_thermal_protocol
-    from .training import _load_base, load_config, train
+    from .training import _load_base, _write_json, load_config, train
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,18 @@ def _image_problem(path: Path) -> str | None:
     return None
 
 
+def _readable(paths: Sequence[Path], check_images: bool, bad: list[BadRow]) -> list[Path]:
+    """The images of `paths` that open; each one that does not is added to `bad` with its problem."""
+    good = []
+    for path in paths:
+        problem = _image_problem(path) if check_images else None
+        if problem:
+            bad.append(BadRow(str(path), problem))
+        else:
+            good.append(path)
+    return good
+
+
 def _report(bad: list[BadRow], skip_bad: bool, bad_rows: list[BadRow] | None, what: str) -> None:
     """Raise for bad input, or log it and hand it to the caller when skipping."""
     if not bad:
@@ -268,16 +280,10 @@ def pairs_from_folders(
     rng = np.random.default_rng(seed)
     rows = []
     for identity in sorted(set(vis_sets) & set(target_sets)):
-        files = {}
-        for side, paths in (("vis", vis_sets[identity]), ("target", target_sets[identity])):
-            good = []
-            for p in paths:
-                problem = _image_problem(p) if check_images else None
-                if problem:
-                    bad.append(BadRow(str(p), problem))
-                else:
-                    good.append(p)
-            files[side] = good
+        files = {
+            side: _readable(paths, check_images, bad)
+            for side, paths in (("vis", vis_sets[identity]), ("target", target_sets[identity]))
+        }
         if not files["vis"] or not files["target"]:
             bad.append(BadRow(identity, "has no readable image in one of the modalities"))
             continue
@@ -341,13 +347,7 @@ def pseudo_pairs_from_folder(
     bad: list[BadRow] = []
     files: dict[str, list[str]] = {}
     for identity, paths in _identity_folders(root).items():
-        good = []
-        for p in paths:
-            problem = _image_problem(p) if check_images else None
-            if problem:
-                bad.append(BadRow(str(p), problem))
-            else:
-                good.append(str(p))
+        good = [str(p) for p in _readable(paths, check_images, bad)]
         if len(good) < 2:
             bad.append(BadRow(identity, f"has {len(good)} readable image(s); a pseudo pair needs two different ones"))
             continue
