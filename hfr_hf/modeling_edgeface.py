@@ -130,8 +130,9 @@ class EdgeFaceConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
-        x = self.conv_dw(x).permute(0, 2, 3, 1)
-        x = self.gamma * self.mlp(self.norm(x))
+        x = self.mlp(self.norm(self.conv_dw(x).permute(0, 2, 3, 1)))
+        if self.gamma is not None:  # None once folded into fc2 for export (`hfr_hf.onnx_export`)
+            x = self.gamma * x
         return shortcut + self.drop_path(x.permute(0, 3, 1, 2))
 
 
@@ -181,11 +182,16 @@ class EdgeFaceCrossCovarianceAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, tokens, channels = x.shape
-        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 4, 1)
-        q, k, v = qkv.unbind(0)
-        attn = (F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)) * self.temperature
+        # (batch, heads, head_dim, tokens) for q, k and v. The same numbers as XCiT's reshape + 5-d permute +
+        # unbind, written with one 3-d transpose each way: exported graphs run it much faster (onnxruntime has
+        # no fast path for the 5-d permutation, nor for the Expand that F.normalize exports).
+        qkv = self.qkv(x).transpose(1, 2)
+        q, k, v = (part.reshape(batch, self.num_heads, -1, tokens) for part in qkv.chunk(3, dim=1))
+        q = q / q.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        k = k / k.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        attn = (q @ k.transpose(-2, -1)) * self.temperature
         x = attn.softmax(dim=-1) @ v
-        return self.proj(x.permute(0, 3, 1, 2).reshape(batch, tokens, channels))
+        return self.proj(x.reshape(batch, channels, tokens).transpose(1, 2))
 
 
 class EdgeFaceSplitTransposeBlock(nn.Module):
@@ -225,10 +231,13 @@ class EdgeFaceSplitTransposeBlock(nn.Module):
         x = x.reshape(batch, channels, height * width).permute(0, 2, 1)
         if self.pos_embd is not None:
             x = x + self.pos_embd(height, width).reshape(1, channels, height * width).permute(0, 2, 1)
-        x = x + self.drop_path(self.gamma_xca * self.xca(self.norm_xca(x)))
-        x = x.reshape(batch, height, width, channels)
-
-        x = self.gamma * self.mlp(self.norm(x))
+        attended = self.xca(self.norm_xca(x))
+        if self.gamma_xca is not None:  # None once folded into the projection for export
+            attended = self.gamma_xca * attended
+        x = x + self.drop_path(attended)
+        x = self.mlp(self.norm(x.reshape(batch, height, width, channels)))
+        if self.gamma is not None:
+            x = self.gamma * x
         return shortcut + self.drop_path(x.permute(0, 3, 1, 2))
 
 
