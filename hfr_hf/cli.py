@@ -187,6 +187,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         max_images=args.max_images,
         per_channel=not args.per_tensor,
         quant_format=args.format,
+        smoothing=None if args.no_smoothing else args.smoothing,
     )
     print(f"{report.summary()} -> {args.output} ({Path(args.output).stat().st_size / 2**20:.1f} MiB)")
     return 0
@@ -443,7 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", required=True, help="the .onnx file to write")
     export.add_argument("--adapter", help="xEdgeFace adapter folder to merge into the model first")
     export.add_argument("--opset", type=int, default=18, help="ONNX opset, 18 or later (default 18)")
-    export.add_argument("--no-optimize", action="store_true", help="skip onnxscript's graph simplification")
+    export.add_argument(
+        "--no-optimize",
+        action="store_true",
+        help="skip the graph simplification (layer scales folded, onnxscript's optimizer)",
+    )
     export.set_defaults(func=cmd_export_onnx)
 
     quantize = commands.add_parser(
@@ -451,8 +456,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     quantize.add_argument("model", help="float .onnx file from `hfr-hf export-onnx`")
     quantize.add_argument("--output", required=True, help="the int8 .onnx file to write")
-    quantize.add_argument("--calibration", help="folder of aligned faces (needed by static; checks dynamic)")
-    quantize.add_argument("--method", choices=["static", "dynamic"], default="static")
+    quantize.add_argument(
+        "--calibration", help="folder of aligned faces (needed by static; smooths and checks dynamic)"
+    )
+    quantize.add_argument(
+        "--method",
+        choices=["dynamic", "static"],
+        default="dynamic",
+        help="dynamic: MatMul layers, activations quantised at run time (fastest); static: Conv/MatMul/Gemm, QDQ",
+    )
     quantize.add_argument(
         "--min-cosine", type=float, default=0.995, help="smallest cosine to the float embeddings on calibration faces"
     )
@@ -461,6 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument(
         "--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)"
     )
+    quantize.add_argument(
+        "--smoothing", type=float, default=0.5, help="SmoothQuant alpha: range moved from activations to weights"
+    )
+    quantize.add_argument("--no-smoothing", action="store_true", help="quantise the graph as exported")
     quantize.set_defaults(func=cmd_quantize)
     return parser
 

@@ -6,8 +6,10 @@ other current runtimes, read it). The batch axis is dynamic. Simplification (on 
 optimizer, which the exporter runs (constant folding, dead nodes, redundant casts and reshapes: 315 nodes instead
 of 692 for EdgeFace-XXS), plus one onnxscript rewrite rule: the exporter writes GELU as x·(0.5·(1 + erf(x/√2))),
 which onnxruntime's GELU fusion does not recognise; written as (x·(1 + erf(x/√2)))·0.5 (the same numbers:
-multiplying by 0.5 is exact) it becomes one BiasGelu with the bias before it, 11 % faster on EdgeFace-XXS. Both
-are standard opset-18 graphs; onnxruntime applies its other fusions when it loads the file.
+multiplying by 0.5 is exact) it becomes one BiasGelu with the bias before it, 11 % faster on EdgeFace-XXS. Before
+tracing, the layer scales γ are folded into the linear layers before them (`_fold_layer_scales`: one
+per-channel Mul less per block, 5 % on EdgeFace-XXS). All are standard opset-18 graphs; onnxruntime applies its
+other fusions when it loads the file.
 
 An adapted model is merged first (`hfr_hf.adapters.merge_adapter`): the file holds a plain EdgeFace that costs
 exactly what the base costs. Before anything is written the exported graph is run on onnxruntime against the
@@ -126,6 +128,32 @@ def _gelu_in_fusable_order():
         return scalar(sqrt2, math.sqrt(2)) and scalar(one, 1.0) and scalar(half, 0.5)
 
     return pattern.RewriteRule(torch_order, fusable_order, constants_match)
+
+
+def _fold_layer_scales(model: EdgeFaceModel) -> None:
+    """
+    Multiply each block's layer scale γ into the linear layer before it, γ·(Wx + b) = (γW)x + γb, in place: the
+    same numbers up to rounding, and one per-channel Mul less per block in the graph.
+    """
+    from .modeling_edgeface import EdgeFaceConvBlock, EdgeFaceLowRankLinear, EdgeFaceSplitTransposeBlock
+
+    def fold(block: nn.Module, name: str, linear: nn.Module) -> None:
+        scale = getattr(block, name)
+        if scale is None:
+            return
+        if isinstance(linear, EdgeFaceLowRankLinear):
+            linear = linear.linear2
+        linear.weight.mul_(scale[:, None])
+        if linear.bias is not None:
+            linear.bias.mul_(scale)
+        setattr(block, name, None)
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (EdgeFaceConvBlock, EdgeFaceSplitTransposeBlock)):
+                fold(module, "gamma", module.mlp.fc2)
+            if isinstance(module, EdgeFaceSplitTransposeBlock):
+                fold(module, "gamma_xca", module.xca.proj)
 
 
 class _EmbeddingsOnly(nn.Module):
@@ -276,6 +304,8 @@ def export_onnx(
     # Export a copy: tracing fills the positional encodings' cache with traced tensors, which must not stay in
     # the caller's model.
     wrapper = _EmbeddingsOnly(copy.deepcopy(model)).eval()
+    if optimize:
+        _fold_layer_scales(wrapper.model)
     example = torch.zeros(2, model.config.num_channels, size, size)
     try:
         with _quiet_exporter(), torch.no_grad():

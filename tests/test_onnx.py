@@ -147,6 +147,21 @@ def test_adapter_of_another_base_is_refused_before_writing(xxs_folder, tmp_path)
     assert not output.exists() and not output.parent.exists()
 
 
+def test_layer_scales_are_folded_into_the_linear_layers(exported, tiny_folder, tmp_path):
+    """γ·(Wx + b) is exported as (γW)x + γb: no layer-scale constant is left in the graph (parity with the unfolded
+    torch model is checked by the golden test above), the caller's model keeps its γ, --no-optimize keeps them."""
+
+    def scale_constants(path):
+        return [init.name for init in onnx.load(str(path)).graph.initializer if "gamma" in init.name]
+
+    assert scale_constants(exported["xxs"]) == []
+    model = EdgeFaceModel.from_pretrained(tiny_folder).eval()
+    export_onnx(model, tmp_path / "folded.onnx")
+    assert all(isinstance(block.gamma, torch.nn.Parameter) for stage in model.stages for block in stage.blocks)
+    unfolded = export_onnx(model, tmp_path / "unfolded.onnx", optimize=False)
+    assert len(scale_constants(unfolded)) == sum(1 for name, _ in model.named_parameters() if "gamma" in name)
+
+
 def test_a_folder_that_is_not_a_model_is_refused(tmp_path):
     (tmp_path / "photos").mkdir()
     with pytest.raises(OnnxExportError, match="is not a model folder"):
