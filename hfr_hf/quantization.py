@@ -5,19 +5,30 @@ Quantising every layer of EdgeFace costs too much accuracy: with 8-bit activatio
 channels-last activations of the later stages (after LayerNorm and GELU, up to 16x larger in some channels than in
 the median one) keep only a few effective bits, and the errors of ~50 layers add up. On EdgeFace-XXS and AT&T faces
 the embeddings of the fully quantised models keep a mean cosine to the float ones of only 0.90 (onnxruntime static,
-QDQ), 0.94 (onnxruntime dynamic) and 0.93 (torch dynamic, as the official `_q` checkpoints); clipping the ranges
-(percentile or entropy calibration) is worse, because those large channels matter.
+QDQ, every Conv and MatMul), 0.98 (onnxruntime dynamic, every MatMul) and 0.93 (torch dynamic, as the official
+`_q` checkpoints); clipping the ranges (percentile or entropy calibration) is worse, because those large
+channels matter. Two things follow:
 
-So the layers are chosen by measurement ([`select_layers`]): the whole set is tried first; if the embeddings of
-the calibration faces drift below `min_cosine` (the smallest cosine over the faces), each layer is quantised alone
-to rank the layers by the harm they do, and the longest run of least harmful layers that still meets the target is
-found by bisection (every candidate answer is measured, so the result always meets it on the calibration faces).
-The choice is recorded in the quantised file's metadata (`quantization`) and in the returned report.
+- Smoothing ([`smooth_activations`], SmoothQuant: Xiao et al., ICML 2023) before onnxruntime quantises: where a
+  LayerNorm feeds linear layers only, its output channels are divided by s_j and the layers' weights multiplied
+  by s_j, s_j = sqrt(max|x_j| / max|W_j|) on the calibration faces. The float graph computes the same numbers; the
+  largest channel after the last stage's norms drops from ~16x the median to ~3x. (GELU outputs, which feed the
+  second MLP layers, cannot be smoothed this way: GELU does not commute with scaling.)
+- Layer selection by measurement ([`select_layers`]): the whole set is tried first; if the embeddings of the
+  calibration faces drift below `min_cosine` (the smallest cosine over the faces), each layer is quantised alone
+  to rank the layers by the harm they do, and the longest run of least harmful layers that still meets the target
+  is found by bisection (every candidate answer is measured, so the result always meets it on the calibration
+  faces). The choice is recorded in the quantised file's metadata (`quantization`) and in the returned report.
 
-- onnxruntime, static (default; calibration faces needed): `quantize_static` with MinMax ranges, QDQ format,
-  per-channel int8 weights and uint8 activations (onnxruntime's advice for x86 CPUs), on Conv / MatMul / Gemm.
-- onnxruntime, dynamic: `quantize_dynamic` (activation ranges computed at run time) on Conv / MatMul; the faces
-  are then needed only to check and select.
+Methods:
+
+- onnxruntime, dynamic (default): `quantize_dynamic` of the MatMul layers (every linear layer but the head's
+  Gemm): int8 per-channel weights, activations quantised per tensor at run time. onnxruntime fuses each into one
+  DynamicQuantizeMatMul with its bias, which is faster than the float MatMul + bias Add at batch 1 and 32. Conv
+  layers stay float: onnxruntime's ConvInteger is ~3x slower than its float NCHWc convolutions.
+- onnxruntime, static (calibration faces needed): `quantize_static` with MinMax ranges, QDQ format, per-channel
+  int8 weights and uint8 activations (onnxruntime's advice for x86 CPUs), on Conv / MatMul / Gemm. At EdgeFace's
+  size the Quantize/DequantizeLinear pairs around every layer cost what int8 arithmetic saves.
 - torch: `torch.ao.quantization.quantize_dynamic` of the `nn.Linear` layers, the format of the official `_q`
   checkpoints. torch deprecates `torch.ao.quantization` in favour of torchao's `quantize_`; in torch 2.13 it still
   works and its fbgemm kernels run in eager mode, where torchao's int8 CPU path needs `torch.compile`.
@@ -26,6 +37,7 @@ The choice is recorded in the quantised file's metadata (`quantization`) and in 
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import json
 import logging
@@ -45,17 +57,20 @@ from .image_processing_edgeface import EdgeFaceImageProcessor
 
 __all__ = [
     "DEFAULT_MIN_COSINE",
+    "DEFAULT_SMOOTHING",
     "QuantizationReport",
     "calibration_pixel_values",
     "min_cosine",
     "quantize_onnx",
     "quantize_torch",
     "select_layers",
+    "smooth_activations",
 ]
 
 # Target on the calibration faces; a little above the 0.99 the package promises on other faces.
 DEFAULT_MIN_COSINE = 0.995
-_ONNX_LAYER_OPS = {"static": ("Conv", "MatMul", "Gemm"), "dynamic": ("Conv", "MatMul")}
+DEFAULT_SMOOTHING = 0.5  # SmoothQuant's α: how much of a channel's range moves from the activation to the weights
+_ONNX_LAYER_OPS = {"static": ("Conv", "MatMul", "Gemm"), "dynamic": ("MatMul",)}
 
 
 @dataclass
@@ -179,15 +194,104 @@ def _onnx_candidates(proto, method: str) -> list[str]:
     return [n.name for n in proto.graph.node if n.op_type in ops and len(n.input) > 1 and n.input[1] in constants]
 
 
+def _layer_norm_activation_ranges(proto, names: list[str], pixel_values: np.ndarray, input_name: str) -> list:
+    """Largest |value| per channel (last axis) of the tensors `names` of a float graph over the faces."""
+    import onnx
+    import onnxruntime as ort
+
+    probe = copy.deepcopy(proto)
+    del probe.graph.output[:]
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in names)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every probed tensor
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    ranges = None
+    for start in range(0, len(pixel_values), 16):
+        outputs = session.run(names, {input_name: pixel_values[start : start + 16]})
+        batch = [np.abs(out.reshape(-1, out.shape[-1])).max(axis=0) for out in outputs]
+        ranges = batch if ranges is None else [np.maximum(a, b) for a, b in zip(ranges, batch)]
+    return ranges
+
+
+def smooth_activations(proto, pixel_values: np.ndarray, input_name: str, alpha: float = DEFAULT_SMOOTHING) -> int:
+    """
+    SmoothQuant on a float EdgeFace graph, in place (see the module docstring): for every LayerNormalization whose
+    output feeds only MatMul / Gemm layers with constant weights of their own, divide the norm's scale and shift
+    by s and multiply the layers' input rows by s, per channel j:
+    s_j = max|x_j|^α / max|W_j|^(1-α), with max|x_j| over the faces `pixel_values` (N, 3, H, W) and max|W_j| over
+    the layers' weights; s is scaled to a geometric mean of 1. Returns the number of norms smoothed.
+    """
+    from onnx import numpy_helper
+
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"The smoothing strength alpha must be between 0 and 1, got {alpha}.")
+    graph = proto.graph
+    initializers = {init.name: init for init in graph.initializer}
+    uses: dict[str, int] = {}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+            consumers.setdefault(name, []).append(node)
+
+    def own_constant(name: str) -> bool:
+        return name in initializers and uses[name] == 1
+
+    def smoothable(node) -> bool:
+        layers = consumers.get(node.output[0], [])
+        return (
+            len(node.input) == 3
+            and all(own_constant(name) for name in node.input[1:])
+            and bool(layers)
+            and node.output[0] not in {out.name for out in graph.output}
+            and all(
+                layer.op_type in ("MatMul", "Gemm")
+                and layer.input[0] == node.output[0]
+                and own_constant(layer.input[1])
+                and not any(a.name == "transA" and a.i for a in layer.attribute)
+                for layer in layers
+            )
+        )
+
+    norms = [node for node in graph.node if node.op_type == "LayerNormalization" and smoothable(node)]
+    if not norms:
+        return 0
+    ranges = _layer_norm_activation_ranges(proto, [node.output[0] for node in norms], pixel_values, input_name)
+
+    def transposed(layer) -> bool:  # Gemm with transB stores the weight as (outputs, input channels)
+        return layer.op_type == "Gemm" and any(a.name == "transB" and a.i for a in layer.attribute)
+
+    def weight_rows(layer) -> np.ndarray:
+        """The weight as (input channels, outputs)."""
+        weight = numpy_helper.to_array(initializers[layer.input[1]])
+        return weight.T if transposed(layer) else weight
+
+    def store(name: str, value: np.ndarray) -> None:
+        initializers[name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
+
+    for node, activation_range in zip(norms, ranges):
+        layers = consumers[node.output[0]]
+        weight_range = np.max([np.abs(weight_rows(layer)).max(axis=1) for layer in layers], axis=0)
+        scale = np.maximum(activation_range, 1e-5) ** alpha / np.maximum(weight_range, 1e-5) ** (1 - alpha)
+        scale = scale / np.exp(np.log(scale).mean())
+        for name in node.input[1:]:
+            store(name, numpy_helper.to_array(initializers[name]) / scale)
+        for layer in layers:
+            rows = weight_rows(layer) * scale[:, None]
+            store(layer.input[1], rows.T if transposed(layer) else rows)
+    return len(norms)
+
+
 def quantize_onnx(
     model: str | os.PathLike,
     output: str | os.PathLike,
     calibration: str | os.PathLike | Sequence | np.ndarray | None = None,
-    method: str = "static",
+    method: str = "dynamic",
     min_cosine_target: float | None = DEFAULT_MIN_COSINE,
     max_images: int = 128,
     per_channel: bool = True,
     quant_format: str = "qdq",
+    smoothing: float | None = DEFAULT_SMOOTHING,
     progress: bool = True,
 ) -> QuantizationReport:
     """
@@ -197,14 +301,16 @@ def quantize_onnx(
         model: the float `.onnx` file (from [`hfr_hf.onnx_export.export_onnx`]).
         output: the `.onnx` file to write.
         calibration: aligned faces (a folder, image paths or images, or preprocessed pixel values (N, 3, H, W))
-            for the activation ranges (static) and the layer selection. Required for `static`; without it
-            `dynamic` quantises every candidate layer unchecked.
-        method: `static` or `dynamic`.
+            for the smoothing, the activation ranges (static) and the layer selection. Required for `static`;
+            without it `dynamic` quantises every candidate layer unchecked and unsmoothed.
+        method: `dynamic` (MatMul layers, activations quantised at run time) or `static` (Conv / MatMul / Gemm,
+            QDQ with calibrated ranges).
         min_cosine_target: smallest cosine of int8 to float embeddings allowed on the calibration faces
             (None: quantise every candidate layer).
         max_images: calibration faces used at most.
         per_channel: int8 weights scaled per output channel (else per tensor).
         quant_format: `qdq` (QuantizeLinear/DequantizeLinear pairs, onnxruntime's advice) or `qoperator`.
+        smoothing: SmoothQuant's α for [`smooth_activations`] (needs the calibration faces; None: no smoothing).
     """
     from .onnx_inference import require_onnx
 
@@ -241,16 +347,23 @@ def quantize_onnx(
     proto = onnx.load(str(model))
     candidates = _onnx_candidates(proto, method)
     if not candidates:  # (onnxruntime reads an empty node list as "every node")
-        raise ValueError(f"{model} has no Conv / MatMul layer with constant weights to quantise.")
+        raise ValueError(
+            f"{model} has no {' / '.join(_ONNX_LAYER_OPS[method])} layer with constant weights to quantise."
+        )
 
     with tempfile.TemporaryDirectory(prefix="hfr-hf-int8-") as tmp, _quiet_quantizer():
         cache = Path(tmp) / "calibration_ranges.json"
         trial = Path(tmp) / "trial.onnx"
+        smoothed = 0
+        source = Path(model)
+        if smoothing is not None and pixel_values is not None:
+            smoothed = smooth_activations(proto, pixel_values, float_model.input_name, smoothing)
+            source = save_onnx_atomic(proto, Path(tmp) / "smoothed.onnx")
 
         def quantize(names: list[str], path: Path) -> Path:
             if method == "static":
                 quantize_static(
-                    str(model),
+                    str(source),
                     str(path),
                     _PixelValuesReader(pixel_values, float_model.input_name),
                     quant_format=formats[quant_format],
@@ -263,7 +376,7 @@ def quantize_onnx(
                 )
             else:
                 quantize_dynamic(
-                    str(model),
+                    str(source),
                     str(path),
                     per_channel=per_channel,
                     weight_type=QuantType.QInt8,
@@ -304,6 +417,7 @@ def quantize_onnx(
             "format": quant_format if method == "static" else "integer ops",
             "weights": "int8, per channel" if per_channel else "int8, per tensor",
             "activations": "uint8, static ranges (MinMax)" if method == "static" else "uint8, dynamic ranges",
+            "smoothing": f"SmoothQuant alpha={smoothing} on {smoothed} LayerNorms" if smoothed else "none",
         },
     )
     metadata["quantization"] = json.dumps(report.to_dict())

@@ -1,5 +1,5 @@
-"""int8 EdgeFace: the layer selection's logic on made-up scores, and on the real XXS (onnxruntime static, torch
-dynamic) what the package promises: cosine >= 0.99 to the float embeddings on every AT&T face (resized and
+"""int8 EdgeFace: the layer selection's logic on made-up scores, smoothing (exact in float, evens the channels,
+helps int8), and on the real XXS (onnxruntime dynamic and static, torch dynamic) what the package promises: cosine >= 0.99 to the float embeddings on every AT&T face (resized and
 aligned), and AT&T identification rank-1 (gallery image 1 of each person, 360 probes, aligned faces) within one
 image of the float model's. Calibration uses other faces (Yale).
 
@@ -20,7 +20,14 @@ from hfr_hf.evaluation import identification_ranks
 from hfr_hf.inference import list_images, load_image
 from hfr_hf.onnx_export import export_onnx, read_onnx_metadata
 from hfr_hf.onnx_inference import OnnxEdgeFace
-from hfr_hf.quantization import calibration_pixel_values, min_cosine, quantize_onnx, quantize_torch, select_layers
+from hfr_hf.quantization import (
+    calibration_pixel_values,
+    min_cosine,
+    quantize_onnx,
+    quantize_torch,
+    select_layers,
+    smooth_activations,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -95,15 +102,67 @@ def check_promise(embed, att, float_att):
     assert abs(rank1_hits(aligned_embeddings, identities, gallery) - float_att[2]) <= 1
 
 
-def test_onnx_static_int8_keeps_the_embeddings(xxs_onnx, assets, att, float_att, tmp_path):
-    output = tmp_path / "xxs-int8.onnx"
-    report = quantize_onnx(xxs_onnx, output, assets / "faces/yale", max_images=64, progress=False)
+@pytest.mark.parametrize("method", ["dynamic", "static"])
+def test_onnx_int8_keeps_the_embeddings(method, xxs_onnx, assets, att, float_att, tmp_path):
+    output = tmp_path / f"xxs-int8-{method}.onnx"
+    report = quantize_onnx(xxs_onnx, output, assets / "faces/yale", method=method, max_images=64, progress=False)
     assert 0 < len(report.quantized_layers) <= report.candidate_layers and report.min_cosine >= 0.995
     check_promise(OnnxEdgeFace(output).embed, att, float_att)
     metadata = read_onnx_metadata(output)
     recorded = json.loads(metadata["quantization"])
-    assert metadata["variant"] == "xxs" and recorded["method"] == "static" and recorded["calibration_images"] == 64
+    assert metadata["variant"] == "xxs" and recorded["method"] == method and recorded["calibration_images"] == 64
+    assert recorded["settings"]["smoothing"].startswith("SmoothQuant alpha=0.5 on ")
     assert output.stat().st_size < xxs_onnx.stat().st_size
+
+
+def layer_norm_outputs(proto, pixel_values):
+    """The channel ranges (max |x| per channel) of every LayerNorm output, by node name, and the embeddings."""
+    import onnx
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    norms = [node for node in probe.graph.node if node.op_type == "LayerNormalization"]
+    probe.graph.output.extend(
+        onnx.helper.make_tensor_value_info(n.output[0], onnx.TensorProto.FLOAT, None) for n in norms
+    )
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    embeddings, *outputs = session.run(None, {"pixel_values": pixel_values})
+    ranges = {n.name: np.abs(out.reshape(-1, out.shape[-1])).max(axis=0) for n, out in zip(norms, outputs)}
+    return ranges, embeddings
+
+
+def test_smoothing_keeps_the_float_model_and_evens_the_channels(xxs_onnx, att):
+    import onnx
+
+    proto = onnx.load(str(xxs_onnx))
+    faces = att[1][::10]
+    before, float_embeddings = layer_norm_outputs(proto, faces)
+    smoothed = smooth_activations(proto, faces, "pixel_values")
+    after, smoothed_embeddings = layer_norm_outputs(proto, faces)
+    # Every block's norm feeds linear layers only (the stem's and the downsampling norms feed convolutions).
+    assert smoothed == 15 + 1 and len(before) == 20
+    assert np.abs(smoothed_embeddings - float_embeddings).max() <= 1e-4
+
+    def spread(ranges):  # largest channel over the median one
+        return ranges.max() / np.median(ranges)
+
+    changed = [name for name in before if not np.allclose(before[name], after[name])]
+    assert len(changed) == smoothed
+    assert max(spread(before[n]) for n in changed) > 8 and max(spread(after[n]) for n in changed) < 4
+
+
+def test_smoothing_brings_fully_quantised_embeddings_closer(xxs_onnx, assets, att, tmp_path):
+    faces = calibration_pixel_values(assets / "faces/yale", EdgeFaceImageProcessor(), 64)
+    reference = OnnxEdgeFace(xxs_onnx).embed(att[1])
+
+    def mean_cosine(smoothing):
+        output = tmp_path / f"all-{smoothing}.onnx"
+        quantize_onnx(xxs_onnx, output, faces, min_cosine_target=None, smoothing=smoothing, progress=False)
+        a, b = OnnxEdgeFace(output).embed(att[1]), reference
+        return float(np.mean(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+
+    assert mean_cosine(0.5) > mean_cosine(None) + 0.002
 
 
 def test_torch_int8_keeps_the_embeddings(xxs_folder, assets, att, float_att):
@@ -158,5 +217,5 @@ def test_cli_quantize(tiny_config, assets, tmp_path, capsys):
     assert main(argv) == 0
     assert "layers, min cosine to float" in capsys.readouterr().out
     assert json.loads(read_onnx_metadata(tmp_path / "tiny-int8.onnx")["quantization"])["calibration_images"] == 10
-    assert main(["quantize", str(float_file), "--output", str(tmp_path / "x.onnx")]) == 1
+    assert main(["quantize", str(float_file), "--output", str(tmp_path / "x.onnx"), "--method", "static"]) == 1
     assert "needs calibration faces" in capsys.readouterr().err
