@@ -60,16 +60,24 @@ class OnnxEdgeFace:
         path: the `.onnx` file.
         device: `cpu` or `cuda` (inputs and outputs stay on the host either way).
         threads: intra-op threads of onnxruntime (default: onnxruntime's choice, one per physical core).
+        session_options: `onnxruntime.SessionOptions` to start from, e.g. with `use_per_session_threads = False`
+            so that several models in one process share the pool of `onnxruntime.set_global_thread_pool_sizes`.
     """
 
-    def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu", threads: int | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        threads: int | None = None,
+        session_options=None,
+    ):
         require_onnx("Running .onnx models", "onnxruntime")
         import onnxruntime as ort
 
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"ONNX model {self.path} does not exist; make one with `hfr-hf export-onnx`.")
-        options = ort.SessionOptions()
+        options = session_options or ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
         providers = onnx_providers(device)
