@@ -4,8 +4,9 @@ For one variant (real XXS weights from the shared assets by default) each settin
 accuracy-aware layer selection (cosine target 0.995 on 128 Yale faces), then compared on the 400 AT&T faces
 (resized): how many layers could be quantised, the smallest cosine to the float embeddings, the file size, and
 the batch-1 / batch-32 time relative to the float graph, measured interleaved with it on onnxruntime
-(`--threads` intra-op threads). Settings: static QDQ / QOperator, per-channel / per-tensor weights, with and without
-onnxruntime's `quant_pre_process`; dynamic per-channel / per-tensor. Run from the repository root:
+(`--threads` intra-op threads, one process-wide pool as in `bench_inference.py`). Settings: dynamic (MatMul) and
+static (QDQ / QOperator; Conv, MatMul, Gemm), per-channel / per-tensor weights, with and without smoothing. Run
+from the repository root:
 
     python scripts/compare_int8_settings.py [--variant xxs] [--threads 2] [--json out.json]
 """
@@ -29,12 +30,13 @@ from hfr_hf.image_processing_edgeface import EdgeFaceImageProcessor  # noqa: E40
 from hfr_hf.inference import list_images, load_image  # noqa: E402
 
 SETTINGS = {
-    "static QDQ per-channel": {"method": "static", "quant_format": "qdq", "per_channel": True},
-    "static QDQ per-tensor": {"method": "static", "quant_format": "qdq", "per_channel": False},
-    "static QOperator per-channel": {"method": "static", "quant_format": "qoperator", "per_channel": True},
-    "static QDQ per-channel, pre-processed": {"method": "static", "quant_format": "qdq", "per_channel": True},
-    "dynamic per-channel": {"method": "dynamic", "per_channel": True},
-    "dynamic per-tensor": {"method": "dynamic", "per_channel": False},
+    "dynamic MatMul per-channel, smoothed (default)": {"method": "dynamic"},
+    "dynamic MatMul per-channel, not smoothed": {"method": "dynamic", "smoothing": None},
+    "dynamic MatMul per-tensor, smoothed": {"method": "dynamic", "per_channel": False},
+    "static QDQ per-channel, smoothed": {"method": "static"},
+    "static QDQ per-channel, not smoothed": {"method": "static", "smoothing": None},
+    "static QDQ per-tensor, smoothed": {"method": "static", "per_channel": False},
+    "static QOperator per-channel, smoothed": {"method": "static", "quant_format": "qoperator"},
 }
 
 
@@ -46,7 +48,7 @@ def main() -> None:
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
 
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    import onnxruntime as ort
 
     from hfr_hf.convert import convert_checkpoint
     from hfr_hf.onnx_export import export_onnx
@@ -57,40 +59,46 @@ def main() -> None:
     calibration = calibration_pixel_values(args.assets / "faces/yale", processor, 128)
     att = list_images(args.assets / "faces/att")
     faces = processor([load_image(p) for p in att], return_tensors="np").pixel_values
-    rows = []
+    rows, files = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         folder = convert_checkpoint(args.assets / CHECKPOINTS[args.variant][0], tmp / args.variant)
         float_file = export_onnx(folder, tmp / "float.onnx")
-        preprocessed = tmp / "preprocessed.onnx"
-        # onnxruntime's symbolic shape inference fails on the exporter's Expand of the attention's L2 norm.
-        quant_pre_process(str(float_file), str(preprocessed), skip_symbolic_shape=True)
-        float_model = OnnxEdgeFace(float_file, threads=args.threads)
-        reference = float_model.embed(faces)
         for name, setting in SETTINGS.items():
-            source = preprocessed if "pre-processed" in name else float_file
-            output = tmp / f"{len(rows)}.onnx"
+            files[name] = tmp / f"{len(rows)}.onnx"
             start = time.perf_counter()
-            report = quantize_onnx(source, output, calibration, progress=False, **setting)
-            seconds = time.perf_counter() - start
-            model = OnnxEdgeFace(output, threads=args.threads)
-            runs = {"float": float_model.embed, name: model.embed}
-            b1 = interleaved_times(runs, 1, 10, 20, 3)
-            b32 = interleaved_times(runs, 32, 4, 3, 1)
+            report = quantize_onnx(float_file, files[name], calibration, progress=False, **setting)
             rows.append(
                 {
                     "setting": name,
                     "layers": f"{len(report.quantized_layers)}/{report.candidate_layers}",
-                    "quantise_s": seconds,
-                    "min_cosine_att": min_cosine(model.embed(faces), reference),
-                    "file_mib": os.path.getsize(output) / 2**20,
-                    "b1_vs_float": float(np.median(b1[name]) / np.median(b1["float"])),
-                    "b32_vs_float": float(np.median(b32[name]) / np.median(b32["float"])),
+                    "quantise_s": time.perf_counter() - start,
+                    "file_mib": os.path.getsize(files[name]) / 2**20,
                 }
             )
-            print(rows[-1], file=sys.stderr, flush=True)
+        # Timing last: once onnxruntime has a process-wide pool, every later session (quantisation's too) must use it.
+        ort.set_global_thread_pool_sizes(args.threads, 1)
+        options = ort.SessionOptions()
+        options.use_per_session_threads = False
+        models = {
+            name: OnnxEdgeFace(path, session_options=options) for name, path in {"float": float_file, **files}.items()
+        }
+        runs = {name: model.embed for name, model in models.items()}
+        b1 = interleaved_times(runs, 1, 10, 20, 3)
+        b32 = interleaved_times(runs, 32, 4, 3, 1)
+        reference = models["float"].embed(faces)
+        for row in rows:
+            name = row["setting"]
+            row["min_cosine_att"] = min_cosine(models[name].embed(faces), reference)
+            row["b1_vs_float"] = float(np.median(b1[name]) / np.median(b1["float"]))
+            row["b32_vs_float"] = float(np.median(b32[name]) / np.median(b32["float"]))
+            print(row, file=sys.stderr, flush=True)
         float_mib = os.path.getsize(float_file) / 2**20
-    print(f"\n{args.variant}, float file {float_mib:.1f} MiB, {args.threads} threads, load {os.getloadavg()[0]:.1f}\n")
+    b1_float, b32_float = float(np.median(b1["float"])) * 1e3, 32 / float(np.median(b32["float"]))
+    print(
+        f"\n{args.variant}, float file {float_mib:.1f} MiB, batch 1 {b1_float:.2f} ms, batch 32 {b32_float:.0f} img/s, "
+        f"{args.threads} threads, load {os.getloadavg()[0]:.1f}\n"
+    )
     print("| setting | layers | min cos (AT&T) | file MiB | b1 time / float | b32 time / float | quantise s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
