@@ -91,6 +91,8 @@ class QuantizationReport:
 
     def summary(self) -> str:
         line = f"{self.backend} {self.method} int8: {len(self.quantized_layers)} of {self.candidate_layers} layers"
+        if self.settings.get("smoothing", "none") != "none":
+            line += " (smoothed)"
         if self.min_cosine is not None:
             line += f", min cosine to float {self.min_cosine:.4f} on {self.calibration_images} calibration faces"
         return line
@@ -216,8 +218,8 @@ def _layer_norm_activation_ranges(proto, names: list[str], pixel_values: np.ndar
 def smooth_activations(proto, pixel_values: np.ndarray, input_name: str, alpha: float = DEFAULT_SMOOTHING) -> int:
     """
     SmoothQuant on a float EdgeFace graph, in place (see the module docstring): for every LayerNormalization whose
-    output feeds only MatMul / Gemm layers with constant weights of their own, divide the norm's scale and shift
-    by s and multiply the layers' input rows by s, per channel j:
+    output feeds only MatMul / Gemm layers with constant weights, divide the norm's scale and shift by s and
+    multiply the layers' input rows by s, per channel j:
     s_j = max|x_j|^α / max|W_j|^(1-α), with max|x_j| over the faces `pixel_values` (N, 3, H, W) and max|W_j| over
     the layers' weights; s is scaled to a geometric mean of 1. Returns the number of norms smoothed.
     """
@@ -227,31 +229,37 @@ def smooth_activations(proto, pixel_values: np.ndarray, input_name: str, alpha: 
         raise ValueError(f"The smoothing strength alpha must be between 0 and 1, got {alpha}.")
     graph = proto.graph
     initializers = {init.name: init for init in graph.initializer}
-    uses: dict[str, int] = {}
     consumers: dict[str, list] = {}
     for node in graph.node:
         for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
             consumers.setdefault(name, []).append(node)
-
-    def own_constant(name: str) -> bool:
-        return name in initializers and uses[name] == 1
 
     def smoothable(node) -> bool:
         layers = consumers.get(node.output[0], [])
         return (
             len(node.input) == 3
-            and all(own_constant(name) for name in node.input[1:])
+            and all(name in initializers for name in node.input[1:])
             and bool(layers)
             and node.output[0] not in {out.name for out in graph.output}
             and all(
                 layer.op_type in ("MatMul", "Gemm")
                 and layer.input[0] == node.output[0]
-                and own_constant(layer.input[1])
+                and layer.input[1] in initializers
                 and not any(a.name == "transA" and a.i for a in layer.attribute)
                 for layer in layers
             )
         )
+
+    def own_copy(node, index: int) -> None:
+        """Give `node` a constant of its own: the optimiser merges equal constants (e.g. norms still at 1 and 0)."""
+        name = node.input[index]
+        if len(consumers[name]) > 1:
+            copy_name = f"{name}__{node.name or node.output[0]}"
+            graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(initializers[name]), copy_name))
+            initializers[copy_name] = graph.initializer[-1]
+            consumers[name].remove(node)
+            consumers[copy_name] = [node]
+            node.input[index] = copy_name
 
     norms = [node for node in graph.node if node.op_type == "LayerNormalization" and smoothable(node)]
     if not norms:
@@ -271,6 +279,8 @@ def smooth_activations(proto, pixel_values: np.ndarray, input_name: str, alpha: 
 
     for node, activation_range in zip(norms, ranges):
         layers = consumers[node.output[0]]
+        for owner, index in [(node, 1), (node, 2), *((layer, 1) for layer in layers)]:
+            own_copy(owner, index)
         weight_range = np.max([np.abs(weight_rows(layer)).max(axis=1) for layer in layers], axis=0)
         scale = np.maximum(activation_range, 1e-5) ** alpha / np.maximum(weight_range, 1e-5) ** (1 - alpha)
         scale = scale / np.exp(np.log(scale).mean())

@@ -162,6 +162,22 @@ def test_layer_scales_are_folded_into_the_linear_layers(exported, tiny_folder, t
     assert len(scale_constants(unfolded)) == sum(1 for name, _ in model.named_parameters() if "gamma" in name)
 
 
+def test_onnx_model_starts_from_given_session_options(exported):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    session_options = OnnxEdgeFace(exported["xxs"], session_options=options).session.get_session_options()
+    assert session_options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    assert (
+        OnnxEdgeFace(exported["xxs"], threads=2, session_options=options)
+        .session.get_session_options()
+        .intra_op_num_threads
+        == 2
+    )
+
+
 def test_a_folder_that_is_not_a_model_is_refused(tmp_path):
     (tmp_path / "photos").mkdir()
     with pytest.raises(OnnxExportError, match="is not a model folder"):

@@ -152,6 +152,26 @@ def test_smoothing_keeps_the_float_model_and_evens_the_channels(xxs_onnx, att):
     assert max(spread(before[n]) for n in changed) > 8 and max(spread(after[n]) for n in changed) < 4
 
 
+def test_smoothing_copies_constants_the_exporter_shared(tiny_config, tmp_path):
+    """In a freshly initialised model every norm is still 1 and 0, and the exporter's optimiser keeps one copy of
+    each: smoothing one norm must not rescale the others (the stem's, which feeds a convolution, included)."""
+    import onnx
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    proto = onnx.load(str(export_onnx(EdgeFaceModel(tiny_config).eval(), tmp_path / "tiny.onnx")))
+    shared = [n.input[1] for n in proto.graph.node if n.op_type == "LayerNormalization"]
+    assert len(set(shared)) < len(shared)
+    faces = np.random.default_rng(0).uniform(-1, 1, (8, 3, 32, 32)).astype(np.float32)
+
+    def embeddings():
+        return ort.InferenceSession(proto.SerializeToString()).run(None, {"pixel_values": faces})[0]
+
+    before = embeddings()
+    assert smooth_activations(proto, faces, "pixel_values") > 0
+    assert np.abs(embeddings() - before).max() <= 1e-5 * np.abs(before).max()
+
+
 def test_smoothing_brings_fully_quantised_embeddings_closer(xxs_onnx, assets, att, tmp_path):
     faces = calibration_pixel_values(assets / "faces/yale", EdgeFaceImageProcessor(), 64)
     reference = OnnxEdgeFace(xxs_onnx).embed(att[1])
@@ -215,7 +235,12 @@ def test_cli_quantize(tiny_config, assets, tmp_path, capsys):
     argv = ["quantize", str(float_file), "--output", str(tmp_path / "tiny-int8.onnx")]
     argv += ["--calibration", str(assets / "faces/att/s1"), "--min-cosine", "0.9"]
     assert main(argv) == 0
-    assert "layers, min cosine to float" in capsys.readouterr().out
-    assert json.loads(read_onnx_metadata(tmp_path / "tiny-int8.onnx")["quantization"])["calibration_images"] == 10
+    assert "layers (smoothed), min cosine to float" in capsys.readouterr().out
+    recorded = json.loads(read_onnx_metadata(tmp_path / "tiny-int8.onnx")["quantization"])
+    assert recorded["calibration_images"] == 10 and recorded["method"] == "dynamic"
+    assert main([*argv, "--no-smoothing", "--method", "static"]) == 0
+    assert "(smoothed)" not in capsys.readouterr().out
+    recorded = json.loads(read_onnx_metadata(tmp_path / "tiny-int8.onnx")["quantization"])
+    assert recorded["settings"]["smoothing"] == "none" and recorded["method"] == "static"
     assert main(["quantize", str(float_file), "--output", str(tmp_path / "x.onnx"), "--method", "static"]) == 1
     assert "needs calibration faces" in capsys.readouterr().err
