@@ -117,6 +117,11 @@ class EdgeFaceMlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+def layer_scaled(gamma: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """x times the per-channel layer scale γ; γ is None once `hfr_hf.onnx_export` folded it into the linear layer."""
+    return x if gamma is None else gamma * x
+
+
 class EdgeFaceConvBlock(nn.Module):
     """Depth-wise conv, LayerNorm, MLP, layer scale, residual (EdgeNeXt conv encoder)."""
 
@@ -130,9 +135,7 @@ class EdgeFaceConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
-        x = self.mlp(self.norm(self.conv_dw(x).permute(0, 2, 3, 1)))
-        if self.gamma is not None:  # None once folded into fc2 for export (`hfr_hf.onnx_export`)
-            x = self.gamma * x
+        x = layer_scaled(self.gamma, self.mlp(self.norm(self.conv_dw(x).permute(0, 2, 3, 1))))
         return shortcut + self.drop_path(x.permute(0, 3, 1, 2))
 
 
@@ -231,13 +234,8 @@ class EdgeFaceSplitTransposeBlock(nn.Module):
         x = x.reshape(batch, channels, height * width).permute(0, 2, 1)
         if self.pos_embd is not None:
             x = x + self.pos_embd(height, width).reshape(1, channels, height * width).permute(0, 2, 1)
-        attended = self.xca(self.norm_xca(x))
-        if self.gamma_xca is not None:  # None once folded into the projection for export
-            attended = self.gamma_xca * attended
-        x = x + self.drop_path(attended)
-        x = self.mlp(self.norm(x.reshape(batch, height, width, channels)))
-        if self.gamma is not None:
-            x = self.gamma * x
+        x = x + self.drop_path(layer_scaled(self.gamma_xca, self.xca(self.norm_xca(x))))
+        x = layer_scaled(self.gamma, self.mlp(self.norm(x.reshape(batch, height, width, channels))))
         return shortcut + self.drop_path(x.permute(0, 3, 1, 2))
 
 

@@ -13,6 +13,24 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+# The first lines of a script run in a fresh process where `hfr_hf` cannot be imported, as on the Hub, where a
+# model repository's own files are all there is; the script stops if the block does not hold.
+HFR_HF_BLOCKED = """
+import importlib.abc, sys
+
+class BlockHfrHf(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "hfr_hf" or name.startswith("hfr_hf."):
+            raise ImportError("hfr_hf is blocked in this process")
+
+sys.meta_path.insert(0, BlockHfrHf())
+try:
+    import hfr_hf  # noqa: F401
+    raise SystemExit("hfr_hf was importable")
+except ImportError:
+    pass
+"""
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS = Path(os.environ.get("HFR_HF_ASSETS", REPO_ROOT.parent / "shared" / "assets"))
 TESTED_VARIANTS = ["xxs", "xs", "xs_gamma_06", "s_gamma_05"]

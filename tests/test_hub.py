@@ -37,6 +37,8 @@ from hfr_hf.hub import (
 )
 from hfr_hf.hub.cost import PAPER_MFLOPS
 
+from .conftest import HFR_HF_BLOCKED
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 REQUIRED_TAGS = {"face-recognition", "heterogeneous-face-recognition", "cross-spectral", "edgeface", "peft"}
@@ -297,16 +299,9 @@ def test_counted_flops_agree_with_the_official_figures(variant):
 
 # -- repository folders load where hfr_hf cannot be imported --------------------------------------------------------
 
-LOADER = textwrap.dedent(
+LOADER = HFR_HF_BLOCKED + textwrap.dedent(
     """
-    import importlib.abc, json, shutil, sys
-
-    class BlockHfrHf(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name == "hfr_hf" or name.startswith("hfr_hf."):
-                raise ImportError("hfr_hf is blocked in this process")
-
-    sys.meta_path.insert(0, BlockHfrHf())
+    import json, shutil
     import torch
     from peft import AutoPeftModel, PeftModel
     from PIL import Image
@@ -314,11 +309,6 @@ LOADER = textwrap.dedent(
     from transformers import AutoImageProcessor, AutoModel, pipeline
 
     base, adapter, merged, image_dir, output = sys.argv[1:6]
-    try:
-        import hfr_hf  # noqa: F401
-        raise SystemExit("hfr_hf was importable")
-    except ImportError:
-        pass
     images = [Image.open(f"{image_dir}/{i}.png") for i in range(3)]
     out = {}
     processor = AutoImageProcessor.from_pretrained(base, trust_remote_code=True)

@@ -13,27 +13,16 @@ from transformers import pipeline
 
 from hfr_hf import EdgeFaceImageProcessor, EdgeFaceModel
 
-LOADER = textwrap.dedent(
+from .conftest import HFR_HF_BLOCKED
+
+LOADER = HFR_HF_BLOCKED + textwrap.dedent(
     """
-    import importlib.abc, sys
-
-    class BlockHfrHf(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name == "hfr_hf" or name.startswith("hfr_hf."):
-                raise ImportError("hfr_hf is blocked in this process")
-
-    sys.meta_path.insert(0, BlockHfrHf())
     import torch
     from PIL import Image
     from safetensors.torch import save_file
     from transformers import AutoImageProcessor, AutoModel, pipeline
 
     folder, image_dir, output = sys.argv[1:4]
-    try:
-        import hfr_hf  # noqa: F401
-        raise SystemExit("hfr_hf was importable")
-    except ImportError:
-        pass
     images = [Image.open(f"{image_dir}/{i}.png") for i in range(3)]
     model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
     processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)
