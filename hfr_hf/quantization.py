@@ -328,7 +328,7 @@ def quantize_onnx(
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
-    from .onnx_export import read_onnx_metadata, save_onnx_atomic
+    from .onnx_export import save_onnx_atomic
     from .onnx_inference import OnnxEdgeFace
 
     # onnxruntime from mid-2026 on (1.32 here) keeps calibration ranges between calls; older ones recalibrate.
@@ -345,7 +345,7 @@ def quantize_onnx(
     if method == "static" and calibration is None:
         raise ValueError("Static int8 quantisation needs calibration faces: pass a folder of aligned face images.")
     float_model = OnnxEdgeFace(model, threads=None)
-    metadata = read_onnx_metadata(model)
+    metadata = dict(float_model.metadata)  # the file's metadata_props, as the session read them
     if "quantization" in metadata:
         raise ValueError(f"{model} is already quantised; quantise the float model that export-onnx wrote.")
     pixel_values = None
