@@ -68,6 +68,8 @@ def _to_uint8(array: np.ndarray, mode: str) -> np.ndarray:
     `dtype`: integers by their dtype's range, floats taken as [0, 1]."""
     if array.dtype == np.bool_:
         return array.astype(np.uint8) * 255
+    if array.dtype == np.uint8 and mode in ("auto", "dtype"):
+        return array  # already 8 bits: the float pass below would give back the same values
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise ValueError(f"Image pixels must be integers or floats, got dtype {array.dtype}.")
     values = array.astype(np.float64)

@@ -62,6 +62,8 @@ DEFAULT_HUB_MODEL = "hfr-hf/edgeface-xxs-hfr"
 # page label -> key used in report.json and HFR_HF_ADAPTERS
 SPECTRA = {"visible": "vis", "NIR": "nir", "thermal": "thermal"}
 FARS = {"1 %": "1e-2", "0.1 %": "1e-3"}
+SPECTRUM_LABELS = {key: label for label, key in SPECTRA.items()}
+FAR_LABELS = {key: label for label, key in FARS.items()}
 # Uncalibrated fallback: thresholds at FAR 1 % / 0.1 % of the frozen EdgeFace-XXS on the 78,000 AT&T impostor pairs
 # (visible light, MTCNN-aligned): 0.2607 / 0.3253. Other data, other spectra and adapters shift them.
 FALLBACK_THRESHOLDS = {"1e-2": 0.26, "1e-3": 0.33}
@@ -69,7 +71,6 @@ MAX_SIDE = 1024  # uploads are downscaled so that detection takes the same time 
 MAX_PIXELS = 50_000_000  # larger images are refused before decoding
 MAX_GALLERY = 50
 UNREADABLE = "could not be read as an image; upload a PNG, JPEG, TIFF, BMP, PGM or WebP file."
-_EIGHT_BIT_MODES = {"1", "L", "LA", "P", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr"}
 ALL_SPECTRA = "all"
 
 
@@ -199,7 +200,7 @@ class Calibration:
 
     def threshold(self, spectrum: str, far: str) -> Threshold:
         """The threshold for probes of `spectrum` (key: vis, nir, thermal) at FAR key `far` (1e-2, 1e-3)."""
-        label = {"vis": "visible", "nir": "NIR", "thermal": "thermal"}.get(spectrum, spectrum)
+        label = SPECTRUM_LABELS.get(spectrum, spectrum)
         own = self.thresholds.get(spectrum, {})
         if far in own:
             return Threshold(own[far], far, True, f"calibrated for {label} probes ({self.source})")
@@ -222,9 +223,10 @@ class Calibration:
 
 @functools.cache
 def _to_rgb():
-    from hfr_hf.alignment import FaceAligner
+    from hfr_hf.image_processing_edgeface import EdgeFaceImageProcessor
 
-    return FaceAligner().to_rgb  # the package's conversion: grey, 16-bit and float (thermal) images to 8-bit RGB
+    # The package's conversion: 8-bit images as they are, grey, 16-bit and float (thermal) ones to 8-bit RGB.
+    return EdgeFaceImageProcessor().to_rgb_uint8
 
 
 def _open(path: str | os.PathLike, max_side: int) -> tuple[Image.Image, int]:
@@ -260,10 +262,7 @@ def read_image(image: Any, max_side: int = MAX_SIDE) -> tuple[np.ndarray, float]
     if isinstance(image, (str, os.PathLike)):
         image, original_width = _open(image, max_side)
     try:
-        if isinstance(image, Image.Image) and image.mode in _EIGHT_BIT_MODES:
-            rgb = np.asarray(image.convert("RGB"))  # the common case, without the generic conversion's float pass
-        else:
-            rgb = _to_rgb()(image)
+        rgb = _to_rgb()(image)
     except (TypeError, ValueError) as error:
         raise SpaceError(f"This image cannot be used: {error}") from None
     original_width = original_width or rgb.shape[1]
@@ -346,8 +345,6 @@ class FaceEngine:
     """The model, its spectrum adapters, the aligner and the thresholds; thread-safe for a queued Space."""
 
     def __init__(self, model: str | os.PathLike | None = None, adapters: dict[str, str] | str | None = None) -> None:
-        import torch
-
         from hfr_hf.alignment import FaceAligner
         from hfr_hf.inference import load_model
 
@@ -374,7 +371,6 @@ class FaceEngine:
                 self.adapter_dirs[key] = folder
                 self.calibrations[key] = Calibration.from_folders([folder, folder.parent])
         self._lock = threading.Lock()  # the active adapter is model state shared by concurrent requests
-        self._torch = torch
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -415,7 +411,7 @@ class FaceEngine:
         (the visible reference too: one network for both sides of a comparison)."""
         from hfr_hf.inference import embed_images
 
-        with self._network(spectrum) as network, self._torch.inference_mode():
+        with self._network(spectrum) as network:  # embed_images runs under torch.inference_mode
             return embed_images(network, self.processor, list(crops), progress=False)
 
     # -- alignment
