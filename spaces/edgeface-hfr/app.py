@@ -19,7 +19,18 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gradio as gr  # noqa: E402
-from hfr_space import FARS, MAX_GALLERY, SPECTRA, UNREADABLE, FaceEngine, SpaceError, add_click, read_image  # noqa: E402
+from hfr_space import (  # noqa: E402
+    FAR_LABELS,
+    FARS,
+    MAX_GALLERY,
+    SPECTRA,
+    SPECTRUM_LABELS,
+    UNREADABLE,
+    FaceEngine,
+    SpaceError,
+    add_click,
+    read_image,
+)
 
 logger = logging.getLogger("edgeface-hfr")
 
@@ -63,6 +74,17 @@ def image_input(label: str, elem_id: str) -> gr.Image:
 
     image.preprocess = readable_preprocess
     return image
+
+
+def image_with_eye_centres(label: str, elem_id: str, whose: str) -> tuple[gr.Image, gr.Textbox]:
+    """An image upload and the box for its eye centres (typed, or filled by two clicks on the image)."""
+    image = image_input(label, elem_id)
+    points = gr.Textbox(
+        label=f"{whose} eye centres (optional)",
+        placeholder="click both eyes on the image, or type x1, y1; x2, y2",
+        elem_id=f"{elem_id}-points",
+    )
+    return image, points
 
 
 def readable_errors(function):
@@ -109,15 +131,13 @@ def build_demo(engine: FaceEngine) -> gr.Blocks:
         if reference is None or probe is None:
             raise SpaceError("Upload both a reference image and a probe image.")
         result = engine.verify(reference, probe, spectrum, far, reference_points, probe_points)
-        label = next(k for k, v in SPECTRA.items() if v == spectrum)
         verdict = "Same person" if result.accepted else "Different people"
         sign = "≥" if result.accepted else "<"
-        far_label = next(k for k, v in FARS.items() if v == far)
         decision = (
             f"### {verdict}\n"
-            f"Score **{result.score:.4f}** {sign} threshold **{result.threshold.value:.4f}** at FAR {far_label} "
+            f"Score **{result.score:.4f}** {sign} threshold **{result.threshold.value:.4f}** at FAR {FAR_LABELS[far]} "
             f"({result.threshold.note}).  \n"
-            f"Network: {result.network}; {label} probe. Reference {result.reference.how}; probe {result.probe.how}.  \n"
+            f"Network: {result.network}; {SPECTRUM_LABELS[spectrum]} probe. Reference {result.reference.how}; probe {result.probe.how}.  \n"
             f"Alignment {1000 * result.timings['align_s']:.0f} ms, embedding {1000 * result.timings['embed_s']:.0f} ms."
         )
         return result.reference.crop, result.probe.crop, round(result.score, 4), decision
@@ -143,13 +163,12 @@ def build_demo(engine: FaceEngine) -> gr.Blocks:
         rows = [[m.rank, m.name, round(m.score, 4), m.images, "yes" if m.accepted else "no"] for m in matches]
         note = (
             f"Ranked by each person's best score. 'match' means score ≥ {threshold.value:.4f} "
-            f"(FAR {next(k for k, v in FARS.items() if v == far)}, {threshold.note}). "
+            f"(FAR {FAR_LABELS[far]}, {threshold.note}). "
             f"Network: {engine.network_label(spectrum)}; probe {aligned.how}."
         )
         return aligned.crop, rows, note
 
-    spectra = [(label, key) for label, key in SPECTRA.items()]
-    fars = [(label, key) for label, key in FARS.items()]
+    spectra, fars = list(SPECTRA.items()), list(FARS.items())
     with gr.Blocks(
         title="EdgeFace cross-spectral face recognition",
         analytics_enabled=False,
@@ -164,19 +183,11 @@ def build_demo(engine: FaceEngine) -> gr.Blocks:
         with gr.Tab("Verify"):
             with gr.Row():
                 with gr.Column():
-                    reference = image_input("Reference (visible light)", "reference")
-                    reference_points = gr.Textbox(
-                        label="Reference eye centres (optional)",
-                        placeholder="click both eyes on the image, or type x1, y1; x2, y2",
-                        elem_id="reference-points",
+                    reference, reference_points = image_with_eye_centres(
+                        "Reference (visible light)", "reference", "Reference"
                     )
                 with gr.Column():
-                    probe = image_input("Probe", "probe")
-                    probe_points = gr.Textbox(
-                        label="Probe eye centres (optional)",
-                        placeholder="click both eyes on the image, or type x1, y1; x2, y2",
-                        elem_id="probe-points",
-                    )
+                    probe, probe_points = image_with_eye_centres("Probe", "probe", "Probe")
             with gr.Row():
                 spectrum = gr.Radio(spectra, value="vis", label="Probe spectrum", elem_id="spectrum")
                 far = gr.Dropdown(fars, value="1e-2", label="False accept rate (FAR)", elem_id="far")
@@ -210,11 +221,7 @@ def build_demo(engine: FaceEngine) -> gr.Blocks:
                     enrol_status = gr.Markdown(elem_id="enrol-status")
             with gr.Row():
                 with gr.Column():
-                    id_probe = image_input("Probe", "id-probe")
-                    id_points = gr.Textbox(
-                        label="Probe eye centres (optional)",
-                        placeholder="click both eyes on the image, or type x1, y1; x2, y2",
-                    )
+                    id_probe, id_points = image_with_eye_centres("Probe", "id-probe", "Probe")
                     with gr.Row():
                         id_spectrum = gr.Radio(spectra, value="vis", label="Probe spectrum")
                         id_far = gr.Dropdown(fars, value="1e-2", label="False accept rate (FAR)")
@@ -229,13 +236,14 @@ def build_demo(engine: FaceEngine) -> gr.Blocks:
                     )
                     id_note = gr.Markdown()
 
-        for image, points, crop in ((reference, reference_points, reference_crop), (probe, probe_points, probe_crop)):
+        for image, points, crop in (
+            (reference, reference_points, reference_crop),
+            (probe, probe_points, probe_crop),
+            (id_probe, id_points, id_crop),
+        ):
             image.upload(prepare_upload, image, [image, points], api_name=False)
             image.select(add_point, [image, points], [points, crop], api_name=False)
             image.clear(lambda: "", None, points, api_name=False)
-        id_probe.upload(prepare_upload, id_probe, [id_probe, id_points], api_name=False)
-        id_probe.select(add_point, [id_probe, id_points], [id_points, id_crop], api_name=False)
-        id_probe.clear(lambda: "", None, id_points, api_name=False)
         verify_button.click(
             verify,
             [reference, probe, spectrum, far, reference_points, probe_points],
