@@ -271,6 +271,9 @@ def test_card_from_an_evaluate_report(tmp_path):
     assert values["tar_at_far_1e-2"] == summary["tar_at_far_1e-2"]["mean"]
     assert {r.dataset_config for r in card.data.eval_results} == {"vis-thermal"}
     assert "means over 2 fold(s)" in card.text
+    # The model-index says the values are fold means; the card's table names the plain metrics.
+    assert "EER (mean over folds)" in {r.metric_name for r in card.data.eval_results}
+    assert "(mean over folds)" not in card.text and "| system | EER |" in card.text
 
 
 @pytest.mark.parametrize(

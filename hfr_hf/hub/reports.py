@@ -181,10 +181,9 @@ class EvaluationReport:
             {m for fold in folds.values() for m in fold.get("identification", {}).get("gallery_modalities", [])}
         )
         self.modality = "/".join(probe_modalities) or None
-        mean = " (mean over folds)" if self.folds > 1 else ""
 
         def metric(key: str, type_: str, name: str) -> Metric:
-            return Metric(type_, name + mean, _get(r, f"summary.{key}.mean", source=src))
+            return Metric(type_, name, _get(r, f"summary.{key}.mean", source=src))
 
         metrics = [metric("eer", "eer", "EER")]
         metrics += [
@@ -227,7 +226,7 @@ class EvaluationReport:
                 dataset_config=group.dataset_config,
                 dataset_split=self.split,
                 metric_type=metric.type,
-                metric_name=metric.name,
+                metric_name=metric.name + (" (mean over folds)" if self.folds > 1 else ""),
                 metric_value=metric.value,
             )
             for group in self.systems[system]
@@ -241,10 +240,9 @@ class EvaluationReport:
             values = []
             for group in groups:
                 for metric in group.metrics:
-                    name = metric.name.replace(" (mean over folds)", "")
-                    if name not in columns:
-                        columns.append(name)
-                    values.append((name, metric.value))
+                    if metric.name not in columns:
+                        columns.append(metric.name)
+                    values.append((metric.name, metric.value))
             found = dict(values)
             rows.append((system, [f"{found[c]:.4f}" if c in found else "–" for c in columns]))
         return columns, rows

@@ -112,11 +112,14 @@ def _adapter_files(adapter_dir: Path) -> None:
         )
 
 
+def _file_names(folder: Path) -> list[str]:
+    """Every file under `folder`, as sorted POSIX paths relative to it."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
 def _load_adapter(base, model_dir: Path, adapter_dir: Path, report: EvaluationReport | None):
     """(PeftModel, AdapterDetails) of an adapter folder on the base model, refusing an adapter of another base."""
-    from peft.tuners.ln_tuning.layer import LNTuningLayer
-
-    from ..adapters import ADAPTER_PRESETS, ADAPTER_RECORD_NAME, load_adapter
+    from ..adapters import ADAPTER_PRESETS, ADAPTER_RECORD_NAME, _adapted_modules, load_adapter
 
     _adapter_files(adapter_dir)
     record_path = adapter_dir / ADAPTER_RECORD_NAME
@@ -132,7 +135,7 @@ def _load_adapter(base, model_dir: Path, adapter_dir: Path, report: EvaluationRe
             f"{str(error).splitlines()[0] if str(error) else 'no detail'}); it was trained on another base."
         ) from error
     trainable = sum(p.numel() for n, p in model.named_parameters() if f".ln_tuning_layers.{name}." in n)
-    wrapped = sum(1 for m in model.modules() if isinstance(m, LNTuningLayer) and name in m.ln_tuning_layers)
+    wrapped = len(_adapted_modules(model, name))
     # records written before presets were recorded reliably say null; the experiment report names the preset too
     preset = record.get("preset") or (report.adapter_preset if report is not None else None)
     details = AdapterDetails(
@@ -223,7 +226,7 @@ def build_model_repo(
                 _write_json(output_dir / ADAPTER_RECORD_NAME, record)
             card = model_card("adapter", config, repo_id=repo_id, base_repo=base_repo, report=report, adapter=details)
     card.save(output_dir / "README.md")
-    return sorted(p.relative_to(output_dir).as_posix() for p in output_dir.rglob("*") if p.is_file())
+    return _file_names(output_dir)
 
 
 def _space_files(space_dir: Path) -> list[Path]:
@@ -271,4 +274,4 @@ def build_space_repo(
         shutil.copy2(path, target)
     card.data.models = list(model_repos)
     card.save(output_dir / "README.md")
-    return sorted(p.relative_to(output_dir).as_posix() for p in output_dir.rglob("*") if p.is_file())
+    return _file_names(output_dir)
