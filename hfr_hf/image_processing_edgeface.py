@@ -47,18 +47,21 @@ def _to_numpy(image: Any) -> np.ndarray:
 def _channels_last(array: np.ndarray, channels_first: bool | None) -> np.ndarray:
     """(H, W) or (H, W, C) with C in {1, 2, 3, 4}; guesses the layout of 3-d arrays unless told."""
     if array.ndim == 2:
-        return array[..., None]
-    if array.ndim != 3:
+        array = array[..., None]
+    elif array.ndim != 3:
         raise ValueError(f"An image must have 2 (H, W) or 3 (H, W, C) / (C, H, W) dimensions, got shape {array.shape}.")
-    if channels_first is None:
-        channels_first = array.shape[0] in (1, 2, 3, 4) and array.shape[-1] not in (1, 2, 3, 4)
-    if channels_first:
-        array = np.moveaxis(array, 0, -1)
+    else:
+        if channels_first is None:
+            channels_first = array.shape[0] in (1, 2, 3, 4) and array.shape[-1] not in (1, 2, 3, 4)
+        if channels_first:
+            array = np.moveaxis(array, 0, -1)
     if array.shape[-1] not in (1, 2, 3, 4):
         raise ValueError(
             f"An image must have 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA) channels, got shape "
             f"{array.shape}; pass input_data_format='channels_first' or 'channels_last' if the layout was guessed wrong."
         )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"The image is empty (shape {array.shape}); there is no face to process.")
     return array
 
 

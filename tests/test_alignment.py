@@ -140,7 +140,7 @@ def test_registered_twin_uses_the_visible_landmarks():
     [
         (np.zeros((3, 2)), "5 landmarks or 2 eye centres"),
         (np.full((5, 2), np.nan), "NaN"),
-        (np.ones((5, 2)), "coincide"),
+        (np.ones((5, 2)), "apart"),
     ],
 )
 def test_unusable_landmarks(points, message):

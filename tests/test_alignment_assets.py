@@ -33,7 +33,8 @@ def pair_scores(assets, folder, aligner):
     names = sorted({name for a, b, _ in pairs for name in (a, b)})
     model, processor = load_model(folder)
     paths = [assets / "faces/deepface" / name for name in names]
-    embeddings = embed_images(model, processor, paths, progress=False, aligner=aligner)
+    align = "never" if aligner is None else "always"
+    embeddings = embed_images(model, processor, paths, progress=False, aligner=aligner, align=align)
     index = {name: i for i, name in enumerate(names)}
     similarity = cosine_similarity(embeddings, embeddings)
     scores = np.array([similarity[index[a], index[b]] for a, b, _ in pairs])
@@ -96,3 +97,22 @@ def test_bad_files_fail_alone(aligner, assets, tmp_path):
     assert "could not be read as an image" in str(results[1])
     assert "No face was detected" in str(results[2]) and "No face was detected" in str(results[3])
     assert results[4][0].crop.shape == (112, 112, 3)
+
+
+def test_face_check_takes_aligned_faces_and_refuses_what_is_not_one(aligner, deepface, assets):
+    """O-Net's face score on aligned crops: every aligned deepface photo passes; noise, smooth noise, a gradient
+    and background patches of the Yale frames do not (measured: faces ≥ 0.99, these ≤ 0.2)."""
+    import cv2
+
+    faces = [r[0].crop for r in aligner.detect_and_align(deepface) if not isinstance(r, Exception)]
+    assert min(aligner.check_crop(crop) for crop in faces) >= 0.9
+    rng = np.random.default_rng(0)
+    gradient = np.repeat(np.repeat(np.linspace(0, 255, 112, dtype=np.uint8)[None, :, None], 112, 0), 3, 2)
+    not_faces = [rng.integers(0, 256, (112, 112, 3), dtype=np.uint8), gradient]
+    not_faces += [cv2.GaussianBlur(rng.integers(0, 256, (112, 112, 3), dtype=np.uint8), (0, 0), s) for s in (2, 5)]
+    for path in sorted((assets / "faces/yale").glob("subject0*.normal")):
+        frame = np.asarray(Image.open(path).convert("RGB"))
+        not_faces.append(np.ascontiguousarray(frame[:112, :112]))  # the top-left corner: wall, no face
+    for crop in not_faces:
+        with pytest.raises(AlignmentError, match="blank|does not look like a face"):
+            aligner.check_crop(crop)

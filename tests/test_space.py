@@ -195,12 +195,49 @@ def test_landmarks_refer_to_the_uploaded_pixels_even_when_downscaled(engine, the
     assert float(embeddings[0] @ embeddings[1]) > 0.95
 
 
-def test_a_crop_without_a_detectable_face_is_taken_as_aligned(engine, tmp_path):
-    Image.fromarray(np.full((112, 112), 90, np.uint8)).save(tmp_path / "crop.png")
-    assert engine.align(tmp_path / "crop.png").how.startswith("taken as an aligned crop")
+def test_a_crop_sized_upload_counts_as_aligned_only_when_it_holds_a_face(engine, assets, tmp_path):
+    from hfr_hf.alignment import FaceAligner
+
+    face = FaceAligner()(assets / "faces/att/s4/1.pgm")
+    Image.fromarray(face).save(tmp_path / "face.png")
+    assert engine.align(tmp_path / "face.png").crop.shape == (112, 112, 3)
     Image.fromarray(np.full((480, 640), 90, np.uint8)).save(tmp_path / "wall.png")
     with pytest.raises(SpaceError, match="No face was found in the reference image"):
-        engine.verify(tmp_path / "wall.png", tmp_path / "crop.png")
+        engine.verify(tmp_path / "wall.png", tmp_path / "face.png")
+
+
+@pytest.mark.parametrize(
+    "reference, probe",
+    [("grey", "black"), ("noise", "grey"), ("noise", "noise")],
+)
+def test_faceless_crops_are_refused_not_scored(engine, reference, probe, tmp_path):
+    """Measured before the face check: grey vs black 0.75, noise vs grey 0.45, both "Same person"."""
+    rng = np.random.default_rng(0)
+    images = {
+        "grey": np.full((112, 112, 3), 128, np.uint8),
+        "black": np.zeros((112, 112, 3), np.uint8),
+        "noise": rng.integers(0, 256, (112, 112, 3), dtype=np.uint8),
+    }
+    for name, image in images.items():
+        Image.fromarray(image).save(tmp_path / f"{name}.png")
+    with pytest.raises(SpaceError, match="is not taken as an aligned face crop"):
+        engine.verify(tmp_path / f"{reference}.png", tmp_path / f"{probe}.png", far="1e-3")
+
+
+@pytest.mark.parametrize(
+    "points, message",
+    [
+        ("-5000, -5000; -4000, -5000", "outside the 206×240 image"),
+        ("100, 100; 100.001, 100", "0.0 px apart"),
+        ("123, 95; 75, 95", "swap the two eyes"),
+    ],
+)
+def test_eye_clicks_that_cannot_be_a_face_are_refused(engine, thermal, points, message):
+    """Measured before: off-image clicks on an impostor pair (0.047 aligned) gave 1.0000 "Same person"."""
+    with pytest.raises(SpaceError, match=f"The probe landmarks cannot align a face: .*{message}"):
+        engine.verify(
+            thermal["s01_gallery"], thermal["s02_probe"], "thermal", reference_points=THERMAL_EYES, probe_points=points
+        )
 
 
 def test_identification_ranks_the_right_person_first(engine, assets):

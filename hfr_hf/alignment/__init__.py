@@ -10,6 +10,7 @@ from .aligner import (
     warp_face,
 )
 from .mtcnn import MTCNN, FaceDetections
+from .quality import check_coverage, check_crop, check_landmarks, check_layout
 
 __all__ = [
     "ARCFACE_TEMPLATE",
@@ -18,6 +19,10 @@ __all__ = [
     "AlignmentError",
     "FaceAligner",
     "FaceDetections",
+    "check_coverage",
+    "check_crop",
+    "check_landmarks",
+    "check_layout",
     "similarity_transform",
     "transform_points",
     "warp_face",

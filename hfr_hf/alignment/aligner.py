@@ -16,6 +16,7 @@ import numpy as np
 
 from ..image_processing_edgeface import EdgeFaceImageProcessor
 from .mtcnn import MTCNN, FaceDetections
+from .quality import AlignmentError, check_coverage, check_crop, check_landmarks, check_layout
 
 __all__ = [
     "ARCFACE_TEMPLATE",
@@ -34,10 +35,6 @@ ARCFACE_TEMPLATE = np.array(
     dtype=np.float64,
 )
 SELECTIONS = ("confidence", "largest", "all")
-
-
-class AlignmentError(ValueError):
-    """No face could be aligned in an image (nothing detected, or unusable landmarks)."""
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -132,19 +129,38 @@ class FaceAligner:
         return self._to_rgb(image)
 
     def from_landmarks(self, image: Any, landmarks: np.ndarray) -> AlignedFace:
-        """Align with given points: five (eyes, nose, mouth corners) or two (eye centres), image-left first."""
+        """Align with given points: five (eyes, nose, mouth corners) or two (eye centres), image-left first.
+
+        Points that cannot be a face (off the image, eyes a few pixels apart or swapped, nose and mouth out of
+        place), an alignment mostly outside the image and a blank crop raise `AlignmentError`."""
         rgb = self.to_rgb(image)
-        points = np.asarray(landmarks, np.float64).reshape(-1, 2)
+        try:
+            points = np.asarray(landmarks, np.float64).reshape(-1, 2)
+        except (TypeError, ValueError):
+            raise AlignmentError("Landmarks must be numbers: 5 or 2 (x, y) points.") from None
         if len(points) == 5:
             target, source = self.template, "landmarks"
         elif len(points) == 2:
             target, source = self.template[:2], "eyes"
         else:
             raise AlignmentError(f"Give 5 landmarks or 2 eye centres as (x, y) pairs, got {len(points)} points.")
-        if not np.isfinite(points).all():
-            raise AlignmentError("The landmarks contain NaN or infinite values.")
+        check_landmarks(points, rgb.shape)
         matrix = similarity_transform(points, target)
-        return AlignedFace(warp_face(rgb, matrix, self.image_size), points, matrix, source=source)
+        check_layout(points, target, matrix)
+        check_coverage(matrix, rgb.shape, self.image_size)
+        crop = warp_face(rgb, matrix, self.image_size)
+        check_crop(crop)
+        return AlignedFace(crop, points, matrix, source=source)
+
+    def face_score(self, crop: np.ndarray) -> float:
+        """How much an aligned (size, size, 3) uint8 crop looks like a face to the detector's last stage (O-Net
+        probability, on the crop less a 1/14 margin, as its boxes frame faces)."""
+        return float(self.detector.face_scores([crop])[0])
+
+    def check_crop(self, crop: np.ndarray) -> float:
+        """Refuse (`AlignmentError`) a crop that is blank or that the detector does not take for a face; returns
+        the face score. For crops given as already aligned, before they are compared."""
+        return check_crop(np.asarray(crop), self.face_score)
 
     def _faces(self, rgb: np.ndarray, detections: FaceDetections, source: str) -> list[AlignedFace]:
         faces = []

@@ -545,6 +545,23 @@ class MTCNN(nn.Module):
     # ---------------------------------------------------------------------------------------------- public
 
     @torch.inference_mode()
+    def face_scores(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """O-Net's face probability for aligned (S, S, 3) uint8 face crops, each taken less a margin of S/14 (an
+        aligned 112×112 crop has ~8 px around what MTCNN's boxes frame) and resized to 48×48."""
+        inputs = []
+        for crop in crops:
+            crop = np.asarray(crop)
+            if crop.ndim != 3 or crop.shape[2] != 3 or crop.dtype != np.uint8 or min(crop.shape[:2]) < 14:
+                raise ValueError(f"face_scores takes (S, S, 3) uint8 crops, S ≥ 14; got {crop.dtype} {crop.shape}.")
+            m = crop.shape[0] // 14
+            inner = np.ascontiguousarray(crop[m : crop.shape[0] - m, m : crop.shape[1] - m])
+            inputs.append(_normalise(cv2.resize(inner, (48, 48), interpolation=cv2.INTER_AREA)))
+        if not inputs:
+            return np.zeros(0, np.float32)
+        scores = self.onet(torch.stack(inputs).to(self.device))[2]
+        return scores.reshape(-1).float().cpu().numpy()
+
+    @torch.inference_mode()
     def detect(self, images: list[np.ndarray] | np.ndarray) -> list[FaceDetections]:
         """Faces in one (H, W, 3) uint8 RGB image or a list of them (sizes may differ).
 

@@ -418,7 +418,8 @@ class FaceEngine:
 
     def align(self, image: Any, points: str | np.ndarray | None = None, role: str = "image") -> AlignedInput:
         """Align one upload: from the given landmarks (in the uploaded image's pixels), else by detection; a
-        112×112 image without a detectable face is taken as an already aligned crop."""
+        112×112 image without a detectable face is taken as an already aligned crop if the face check passes
+        (not blank, O-Net face score ≥ 0.5), else refused."""
         from hfr_hf.alignment import AlignmentError
 
         rgb, scale = read_image(image)
@@ -434,9 +435,17 @@ class FaceEngine:
             face = self.aligner.align(rgb)[0]
             return AlignedInput(face.crop, f"detected (confidence {face.score:.2f})")
         except AlignmentError:
-            if rgb.shape[:2] == (self.aligner.image_size, self.aligner.image_size):
-                return AlignedInput(rgb, "taken as an aligned crop (no face detected)")
-            raise NoFaceError(role) from None
+            if rgb.shape[:2] != (self.aligner.image_size, self.aligner.image_size):
+                raise NoFaceError(role) from None
+        try:  # a crop-sized upload counts as an aligned crop only if it holds a face
+            score = self.aligner.check_crop(rgb)
+        except AlignmentError as error:
+            raise SpaceError(
+                f"The {role} is {rgb.shape[1]}×{rgb.shape[0]} but is not taken as an aligned face crop: "
+                f"{str(error)[0].lower()}{str(error)[1:]} Click the two eye centres on it (the image-left eye first) "
+                "if it holds a face, then run again."
+            ) from None
+        return AlignedInput(rgb, f"taken as an aligned crop (face score {score:.2f})")
 
     # -- tasks
 
