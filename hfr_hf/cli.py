@@ -46,13 +46,13 @@ def _expand_images(items: list[str]) -> list[Path]:
     return paths
 
 
-def _aligner(args: argparse.Namespace):
-    """A FaceAligner when --align was given (images are raw photos), else None (images are aligned crops)."""
-    if not getattr(args, "align", False):
-        return None
+def _alignment(args: argparse.Namespace) -> dict:
+    """`align` / `aligner` for `embed_images` from --align / --no-align (default: 112×112 images are taken as
+    aligned crops, every other image is detected and aligned)."""
     from .alignment import FaceAligner
 
-    return FaceAligner(select=args.select)
+    align = "always" if args.align else "never" if args.no_align else "auto"
+    return {"align": align, "aligner": None if align == "never" else FaceAligner(select=args.select)}
 
 
 def cmd_align(args: argparse.Namespace) -> int:
@@ -91,7 +91,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if output.suffix not in (".npz", ".safetensors"):
         raise ValueError(f"--output must end in .npz or .safetensors, got {output.name}.")
     model, processor = load_model(args.model, args.device)
-    embeddings = embed_images(model, processor, paths, args.batch_size, normalize=not args.raw, aligner=_aligner(args))
+    embeddings = embed_images(model, processor, paths, args.batch_size, normalize=not args.raw, **_alignment(args))
     names = [str(p) for p in paths]
 
     def write(tmp: str) -> None:
@@ -109,14 +109,28 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .inference import cosine_similarity, embed_images, load_model
+    from .alignment import AlignmentError, FaceAligner, check_crop
+    from .inference import cosine_similarity, embed_images, face_crops, load_model
 
     paths = [Path(args.image_a), Path(args.image_b)]
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"Image {path} does not exist.")
     model, processor = load_model(args.model, args.device)
-    embeddings = embed_images(model, processor, paths, progress=False, aligner=_aligner(args))
+    alignment = _alignment(args)
+    crops = face_crops(paths, processor, **alignment)
+    # The decision path: a blank or faceless crop must not be scored as a face.
+    checker = None if args.no_face_check else alignment["aligner"] or FaceAligner()
+    size = (processor.size["width"], processor.size["height"])
+    for path, crop in zip(paths, crops):
+        try:
+            check_crop(_resized(crop, size), checker.face_score if checker else None)
+        except AlignmentError as error:
+            hint = " Align it from landmarks (hfr-hf align --landmarks)"
+            if checker is not None:
+                hint += ", or pass --no-face-check for an aligned crop that the visible-light detector cannot judge"
+            raise ValueError(f"{path}: {str(error).rstrip('.')}; no score is given.{hint}.") from None
+    embeddings = embed_images(model, processor, crops, progress=False, align="never")
     score = float(cosine_similarity(embeddings[:1], embeddings[1:])[0, 0])
     result = {"image_a": str(paths[0]), "image_b": str(paths[1]), "cosine": score}
     line = f"cosine similarity {score:.4f}"
@@ -125,6 +139,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
         line += f" -> {'same person' if result['same_person'] else 'different people'} at threshold {args.threshold}"
     print(json.dumps(result) if args.json else line)
     return 0
+
+
+def _resized(crop, size: tuple[int, int]) -> np.ndarray:
+    """A crop given as is (--no-align), at the model's input size, as the processor will see it."""
+    import cv2
+
+    crop = np.asarray(crop)
+    return crop if crop.shape[1::-1] == size else cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
 
 
 def cmd_verify_folder(args: argparse.Namespace) -> int:
@@ -140,7 +162,7 @@ def cmd_verify_folder(args: argparse.Namespace) -> int:
             f"found {len(paths)} images in {len(set(identities))} folders."
         )
     model, processor = load_model(args.model, args.device)
-    embeddings = embed_images(model, processor, paths, args.batch_size, aligner=_aligner(args))
+    embeddings = embed_images(model, processor, paths, args.batch_size, **_alignment(args))
     genuine, impostor = all_pairs_scores(cosine_similarity(embeddings, embeddings), identities)
     summary = verification_summary(genuine, impostor)
     print(f"{len(paths)} images of {len(set(identities))} identities in {root}")
@@ -196,7 +218,6 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import (
         EmbeddingCache,
-        embed_paths,
         evaluate_protocol,
         plot_cmc,
         plot_det,
@@ -205,7 +226,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         resolve_images,
         write_scores,
     )
-    from .inference import load_model
+    from .inference import embed_images, load_model
 
     if args.adapter and Path(args.model).suffix == ".onnx":
         raise ValueError("An .onnx model cannot take --adapter; merge it at export: `hfr-hf export-onnx --adapter`.")
@@ -217,17 +238,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model, processor = load_model(args.model, args.device)
     if args.adapter:
         model = _load_adapter(model, args.adapter)
-    fingerprint = json.dumps([str(Path(args.model).resolve()), args.adapter, args.align, args.select])
+    alignment = _alignment(args)
+    fingerprint = json.dumps([str(Path(args.model).resolve()), args.adapter, alignment["align"], args.select])
     cache = EmbeddingCache(args.cache, fingerprint)
     todo = set(cache.missing(keys))
     if todo:
         pick = [(k, f) for k, f in zip(keys, files) if k in todo]
-        embeddings = embed_paths(model, processor, [f for _, f in pick], args.batch_size, _aligner(args))
+        embeddings = embed_images(model, processor, [f for _, f in pick], args.batch_size, **alignment)
         cache.update([k for k, _ in pick], embeddings)
         cache.save()
     result = evaluate_protocol(protocol, cache, bootstrap=args.bootstrap)
     result.report.update(
-        model=str(args.model), adapter=args.adapter, root=str(args.root), images=len(keys), aligned=bool(args.align)
+        model=str(args.model), adapter=args.adapter, root=str(args.root), images=len(keys), align=alignment["align"]
     )
     if args.scores:
         scores = Path(args.scores)
@@ -347,7 +369,16 @@ def build_parser() -> argparse.ArgumentParser:
             "--model", required=True, help="model folder (from `hfr-hf convert`), Hub repo id, or .onnx file"
         )
         sub.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-        sub.add_argument("--align", action="store_true", help="images are raw photos: detect and align faces first")
+        alignment = sub.add_mutually_exclusive_group()
+        alignment.add_argument(
+            "--align", action="store_true", help="detect and align the face in every image, 112×112 ones too"
+        )
+        alignment.add_argument(
+            "--no-align",
+            action="store_true",
+            help="align nothing: resize each image as it is (only for tight face crops; default: 112×112 images "
+            "are taken as aligned crops, all others are detected and aligned)",
+        )
         sub.add_argument("--select", choices=["confidence", "largest"], default="confidence", help="face to use")
 
     align = commands.add_parser("align", help="detect and align faces: mirror a folder tree as 112×112 PNG crops")
@@ -374,6 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(verify)
     verify.add_argument("--threshold", type=float, help="decide same/different person at this cosine")
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
+    verify.add_argument(
+        "--no-face-check",
+        action="store_true",
+        help="score crops that the visible-light detector does not take for faces (aligned thermal crops); "
+        "blank images are refused all the same",
+    )
     verify.set_defaults(func=cmd_verify)
 
     folder = commands.add_parser(
@@ -482,9 +519,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .inference import UnusableImagesError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except UnusableImagesError as error:
+        print(
+            f"hfr-hf {args.command}: error: {error} Align them from landmarks first (hfr-hf align --landmarks), or "
+            "pass --no-align if they are tight face crops to be resized as they are.",
+            file=sys.stderr,
+        )
+        return 1
     except (ValueError, OSError) as error:  # user-facing problems: one sentence, no traceback
         print(f"hfr-hf {args.command}: error: {error}", file=sys.stderr)
         return 1

@@ -58,8 +58,9 @@ def evaluate_protocol_files(model, processor, protocol, batch_size: int = 64, pr
     `{"cross": M, "vis": M, "identification": {...}}` plus, under `"_curves"`, the genuine/impostor scores and CMC
     for plotting (not JSON; drop before saving).
     """
-    from .evaluation import embed_paths, evaluate_protocol, read_protocol, resolve_images
+    from .evaluation import evaluate_protocol, read_protocol, resolve_images
     from .evaluation.verification import DEFAULT_FARS
+    from .inference import embed_images
 
     protocols = {
         "cross": read_protocol(protocol.verification_cross),
@@ -69,7 +70,7 @@ def evaluate_protocol_files(model, processor, protocol, batch_size: int = 64, pr
     files = {}  # key → file, each image once across the three lists
     for proto in protocols.values():
         files.update(zip(*resolve_images(proto, protocol.root)))
-    vectors = embed_paths(model, processor, list(files.values()), batch_size, progress=progress)
+    vectors = embed_images(model, processor, list(files.values()), batch_size, progress=progress, align="never")
     embeddings = dict(zip(files, vectors))
     out: dict[str, Any] = {"_curves": {}}
     fars = tuple(sorted(set(DEFAULT_FARS) | set(FARS)))

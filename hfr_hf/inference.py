@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,17 @@ from tqdm.auto import tqdm
 from .image_processing_edgeface import EdgeFaceImageProcessor
 from .modeling_edgeface import EdgeFaceModel
 
-__all__ = ["IMAGE_SUFFIXES", "cosine_similarity", "embed_images", "list_images", "load_image", "load_model"]
+__all__ = [
+    "ALIGN_MODES",
+    "IMAGE_SUFFIXES",
+    "UnusableImagesError",
+    "cosine_similarity",
+    "embed_images",
+    "face_crops",
+    "list_images",
+    "load_image",
+    "load_model",
+]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pnm", ".tif", ".tiff", ".gif", ".webp"}
 
@@ -63,6 +74,77 @@ def load_model(model: str | os.PathLike, device: str = "cpu") -> tuple[EdgeFaceM
     return EdgeFaceModel.from_pretrained(model).to(device).eval(), EdgeFaceImageProcessor.from_pretrained(model)
 
 
+def _name(image, index: int) -> str:
+    return str(image) if isinstance(image, (str, os.PathLike)) else f"image {index + 1}"
+
+
+ALIGN_MODES = ("auto", "always", "never")
+
+
+@functools.lru_cache(maxsize=2)
+def _default_aligner(size: int):
+    from .alignment import FaceAligner
+
+    return FaceAligner(image_size=size)
+
+
+def _crop(image, processor: EdgeFaceImageProcessor, align: str, aligner):
+    """One image → its face crop (see `face_crops`); raises AlignmentError / ValueError / TypeError."""
+    from .alignment import AlignmentError
+
+    loaded = load_image(image) if isinstance(image, (str, os.PathLike)) else image
+    size = (processor.size["height"], processor.size["width"])
+    if align != "always":
+        rgb = processor.to_rgb_uint8(loaded)
+        if rgb.shape[:2] == size or align == "never":
+            return rgb
+        loaded = rgb
+    if aligner is None:
+        if size[0] != size[1]:
+            raise AlignmentError(f"the processor's crop size {size} is not square; give an aligner")
+        aligner = _default_aligner(size[0])
+    return aligner(loaded)
+
+
+class UnusableImagesError(ValueError):
+    """Images that cannot be used as faces (unreadable, no face found, not a crop); `failed` names each."""
+
+    def __init__(self, failed: list[str], total: int) -> None:
+        self.failed = failed
+        shown = "; ".join(failed[:10]) + (f"; ... ({len(failed) - 10} more)" if len(failed) > 10 else "")
+        super().__init__(f"{len(failed)} of {total} images cannot be used as faces: {shown}.")
+
+
+def _crops(images: Sequence, processor, align: str, aligner, first: int = 0) -> tuple[list, list[str]]:
+    """The crops of the images that can be used, and one line for each that cannot (numbered from `first`)."""
+    from .alignment import AlignmentError
+
+    if align not in ALIGN_MODES:
+        raise ValueError(f"align must be one of {', '.join(ALIGN_MODES)}, got {align!r}.")
+    crops, failed = [], []
+    for index, image in enumerate(images, start=first):
+        try:
+            crops.append(_crop(image, processor, align, aligner))
+        except (AlignmentError, ValueError, TypeError) as error:
+            failed.append(f"{_name(image, index)} ({str(error).rstrip('.')})")
+    return crops, failed
+
+
+def face_crops(images: Sequence, processor: EdgeFaceImageProcessor, align: str = "auto", aligner=None) -> list:
+    """The face crop of each image (paths or in-memory images), ready for the processor.
+
+    `align`: `"auto"` (default) takes images of the processor's crop size (112×112) as aligned crops and detects
+    and aligns the others; `"always"` aligns every image; `"never"` aligns none and leaves the processor to resize
+    whatever they hold (only for images known to be tight face crops: a resized photo scores like a face).
+    `aligner`: the `hfr_hf.alignment.FaceAligner` (or any callable image → crop) to align with; default
+    `FaceAligner()`. Every image that cannot be used is named in one `UnusableImagesError` (a `ValueError`).
+    """
+    crops, failed = _crops(images, processor, align, aligner)
+    if failed:
+        raise UnusableImagesError(failed, len(images))
+    return crops
+
+
 @torch.inference_mode()
 def embed_images(
     model: EdgeFaceModel,
@@ -72,18 +154,27 @@ def embed_images(
     normalize: bool = True,
     progress: bool = True,
     aligner=None,
+    align: str = "auto",
 ) -> np.ndarray:
-    """(N, embedding_size) float32 embeddings of images (paths or in-memory images), in batches; raw photos
-    are aligned first when an `aligner` (e.g. `hfr_hf.alignment.FaceAligner()`) is given."""
+    """(N, embedding_size) float32 embeddings of images (paths or in-memory images), in batches.
+
+    Raw photos are detected and aligned by default (with `aligner`, default `FaceAligner()`); images of the crop
+    size (112×112) are taken as aligned crops (`align`: see `face_crops`). Images that cannot be used raise one
+    `UnusableImagesError` naming all of them, after every image has been tried."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     device = model.device
-    chunks = []
+    chunks, failed = [], []
     for start in tqdm(range(0, len(images), batch_size), desc="embedding", unit="batch", disable=not progress):
-        batch = [load_image(i) if isinstance(i, (str, os.PathLike)) else i for i in images[start : start + batch_size]]
-        pixel_values = processor(batch, return_tensors="pt", aligner=aligner).pixel_values.to(device)
+        batch, problems = _crops(images[start : start + batch_size], processor, align, aligner, start)
+        failed.extend(problems)
+        if failed:  # keep going without embedding, so that the one error names every unusable image
+            continue
+        pixel_values = processor(batch, return_tensors="pt").pixel_values.to(device)
         embeddings = model(pixel_values=pixel_values).embeddings
         chunks.append((F.normalize(embeddings, dim=-1) if normalize else embeddings).float().cpu().numpy())
+    if failed:
+        raise UnusableImagesError(failed, len(images))
     return np.concatenate(chunks) if chunks else np.zeros((0, model.config.embedding_size), np.float32)
 
 

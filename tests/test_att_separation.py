@@ -18,7 +18,8 @@ def att_summary(folder, assets, aligner=None):
     identities = [p.parent.name for p in paths]
     assert len(paths) == 400 and len(set(identities)) == 40
     model, processor = load_model(folder)
-    embeddings = embed_images(model, processor, paths, progress=False, aligner=aligner)
+    align = "never" if aligner is None else "always"
+    embeddings = embed_images(model, processor, paths, progress=False, aligner=aligner, align=align)
     return verification_summary(*all_pairs_scores(cosine_similarity(embeddings, embeddings), identities))
 
 

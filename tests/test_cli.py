@@ -98,3 +98,90 @@ def test_verify_with_alignment(xxs_folder, assets, capsys):
         return json.loads(capsys.readouterr().out)["cosine"]
 
     assert cosine("img1.jpg", "img2.jpg") > cosine("img1.jpg", "img13.jpg") + 0.3  # same person vs other
+
+
+def test_raw_photos_are_aligned_by_default(xxs_folder, assets, capsys):
+    """Two photos of different people, resized whole, score like one person (0.49 for this pair); aligned they do
+    not. Without --align or --no-align, photos that are not 112×112 crops are aligned; resized whole, a photo
+    is no face crop and is refused unless the face check is turned off too."""
+    photos = assets / "faces/deepface"
+
+    def cosine(*flags):
+        argv = ["verify", str(photos / "img1.jpg"), str(photos / "img13.jpg"), "--model", str(xxs_folder), "--json"]
+        assert main([*argv, *flags]) == 0
+        return json.loads(capsys.readouterr().out)["cosine"]
+
+    default, aligned, resized = cosine(), cosine("--align"), cosine("--no-align", "--no-face-check")
+    assert default == pytest.approx(aligned, abs=1e-6)
+    assert resized > aligned + 0.2
+    argv = ["verify", str(photos / "img1.jpg"), str(photos / "img13.jpg"), "--model", str(xxs_folder), "--no-align"]
+    assert main(argv) == 1 and "does not look like a face" in capsys.readouterr().err
+
+
+def write_png(path, array):
+    from PIL import Image
+
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "first, second, flags, message",
+    [
+        ("grey", "black", [], "blank"),
+        ("noise", "grey", [], "does not look like a face"),
+        ("grey", "noise", [], "blank"),
+        ("noise", "noise2", [], "does not look like a face"),
+        ("grey", "black", ["--no-face-check"], "blank"),
+        ("grey", "black", ["--no-align"], "blank"),
+    ],
+)
+def test_verify_refuses_crops_without_a_face(first, second, flags, message, xxs_folder, tmp_path, capsys):
+    """112×112 uploads are taken as aligned crops, but a blank or faceless one is refused, never scored."""
+    rng = np.random.default_rng(0)
+    images = {
+        "grey": np.full((112, 112, 3), 128, np.uint8),
+        "black": np.zeros((112, 112, 3), np.uint8),
+        "noise": rng.integers(0, 256, (112, 112, 3), dtype=np.uint8),
+        "noise2": rng.integers(0, 256, (112, 112, 3), dtype=np.uint8),
+    }
+    a, b = (write_png(tmp_path / f"{name}.png", images[name]) for name in (first, second))
+    code = main(["verify", a, b, "--model", str(xxs_folder), "--threshold", "0.4", *flags])
+    captured = capsys.readouterr()
+    assert code == 1 and message in captured.err and "no score is given" in captured.err
+    assert "cosine" not in captured.out
+
+
+def test_verify_scores_aligned_crops_and_faceless_ones_only_when_told(xxs_folder, assets, tmp_path, capsys):
+    from hfr_hf.alignment import FaceAligner
+
+    aligner = FaceAligner()
+    crops = [write_png(tmp_path / f"{i}.png", aligner(assets / f"faces/att/s5/{i}.pgm")) for i in (1, 2)]
+    assert main(["verify", *crops, "--model", str(xxs_folder), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cosine"] > 0.5
+    rng = np.random.default_rng(1)
+    noise = [write_png(tmp_path / f"n{i}.png", rng.integers(0, 256, (112, 112, 3), dtype=np.uint8)) for i in (1, 2)]
+    assert main(["verify", *noise, "--model", str(xxs_folder), "--no-face-check", "--json"]) == 0
+    assert "cosine" in json.loads(capsys.readouterr().out)
+
+
+def test_embed_names_the_images_without_a_face(xxs_folder, assets, tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "face.jpg").write_bytes((assets / "faces/deepface/img1.jpg").read_bytes())
+    write_png(folder / "wall.png", np.full((200, 300, 3), 90, np.uint8))
+    code = main(["embed", str(folder), "--model", str(xxs_folder), "--output", str(tmp_path / "e.npz")])
+    err = capsys.readouterr().err
+    assert code == 1 and "1 of 2 images" in err and "wall.png (No face was detected)" in err and "--no-align" in err
+    assert not (tmp_path / "e.npz").exists()
+
+
+def test_align_refuses_landmarks_off_the_image(assets, tmp_path, capsys):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "face.jpg").write_bytes((assets / "faces/deepface/img1.jpg").read_bytes())
+    table = tmp_path / "points.csv"
+    table.write_text("path,lx,ly,rx,ry\nface.jpg,-5000,-5000,-4000,-5000\n")
+    code = main(["align", str(source), str(tmp_path / "out"), "--landmarks", str(table)])
+    assert code == 3 and "outside" in capsys.readouterr().err
+    assert not (tmp_path / "out/face.png").exists()

@@ -99,7 +99,7 @@ def test_real_numbers_puj_t360_thermal(xxs_folder, assets, tmp_path):
         for p in sorted((assets / "thermal/puj_t360" / folder).glob("*.tiff"))
     ]
     protocol = write_identification_protocol(tmp_path / "puj.csv", rows)
-    argv = ["evaluate", "--model", str(xxs_folder), "--protocol", str(protocol), "--root", str(assets)]
+    argv = ["evaluate", "--model", str(xxs_folder), "--protocol", str(protocol), "--root", str(assets), "--no-align"]
     assert main([*argv, "--report", str(tmp_path / "puj.json")]) == 0
     puj = json.loads((tmp_path / "puj.json").read_text())["folds"]["0"]
     assert puj["identification"]["probes"] == 52 and puj["identification"]["gallery_identities"] == 25

@@ -16,7 +16,7 @@ from .protocols import (
     write_identification_protocol,
     write_verification_protocol,
 )
-from .runner import EmbeddingCache, EvaluationResult, embed_paths, evaluate_protocol, resolve_images
+from .runner import EmbeddingCache, EvaluationResult, evaluate_protocol, resolve_images
 from .score_files import Scores, read_scores, write_scores
 from .verification import (
     DEFAULT_FARS,
@@ -50,7 +50,6 @@ __all__ = [
     "cmc",
     "eer",
     "eer_threshold",
-    "embed_paths",
     "evaluate_protocol",
     "far_frr",
     "fnmr_at_fmr",

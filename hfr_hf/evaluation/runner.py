@@ -9,15 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from tqdm.auto import tqdm
 
 from .identification import cmc, identification_metrics, identification_ranks, probe_gallery_scores
 from .protocols import IdentificationProtocol, VerificationProtocol, check_files
 from .score_files import Scores
 from .verification import DEFAULT_FARS, mean_std, verification_metrics
 
-__all__ = ["EmbeddingCache", "EvaluationResult", "embed_paths", "evaluate_protocol", "resolve_images"]
+__all__ = ["EmbeddingCache", "EvaluationResult", "evaluate_protocol", "resolve_images"]
 
 
 class EmbeddingCache:
@@ -53,36 +51,6 @@ class EmbeddingCache:
             tmp, keys=np.array(keys), embeddings=np.stack([self.vectors[k] for k in keys]), fingerprint=self.fingerprint
         )
         os.replace(tmp, self.path)
-
-
-def embed_paths(
-    model, processor, paths: Sequence[Path], batch_size: int = 64, aligner=None, progress: bool = True
-) -> np.ndarray:
-    """L2-normalised embeddings of image files, in batches with a progress bar. With an `aligner` each image
-    is aligned first, and every image without a detectable face is listed in one error."""
-    from ..alignment import AlignmentError
-    from ..inference import embed_images, load_image
-
-    chunks, failed = [], []
-    bar = tqdm(total=len(paths), desc="embedding", unit="img", disable=not progress)
-    for start in range(0, len(paths), batch_size):
-        batch = [load_image(p) for p in paths[start : start + batch_size]]
-        if aligner is not None:
-            crops = []
-            for path, image in zip(paths[start : start + batch_size], batch):
-                try:
-                    crops.append(Image.fromarray(aligner(image)))
-                except AlignmentError as error:
-                    failed.append(f"{path} ({error})")
-            batch = crops
-        if batch and not failed:
-            chunks.append(embed_images(model, processor, batch, batch_size=len(batch), progress=False))
-        bar.update(min(batch_size, len(paths) - start))
-    bar.close()
-    if failed:
-        shown = "; ".join(failed[:10]) + (f"; ... ({len(failed) - 10} more)" if len(failed) > 10 else "")
-        raise ValueError(f"{len(failed)} of {len(paths)} images could not be aligned: {shown}.")
-    return np.concatenate(chunks) if chunks else np.zeros((0, model.config.embedding_size), np.float32)
 
 
 def _cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
