@@ -112,6 +112,13 @@ def test_report_schema_and_outputs(experiment):
     assert "VIS→thermal EER" in table and "VIS→VIS AUC" in table
 
 
+def test_a_second_run_may_replace_the_first_runs_folders(experiment):
+    from hfr_hf.experiment import _check_replaceable
+
+    _check_replaceable(experiment.output)  # raises if the guard takes the run's own training/ or adapter/ for foreign
+    assert (experiment.output / "training" / "report.json").is_file()
+
+
 def test_frozen_model_separates_vis_faces_of_unseen_identities(experiment):
     assert experiment.report["results"]["frozen"]["vis"]["auc"] > 0.95
 
@@ -120,6 +127,19 @@ def test_cli_needs_a_face_source(xxs_folder, tmp_path, capsys):
     assert cli_main(["experiment", "--model", str(xxs_folder), "--output", str(tmp_path / "out")]) == 1
     assert "--att" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("folder", ["training", "adapter"])
+def test_refuses_to_replace_folders_an_earlier_run_did_not_write(folder, tmp_path):
+    from hfr_hf.experiment import run_experiment
+
+    (tmp_path / folder).mkdir()
+    (tmp_path / folder / "notes.txt").write_text("mine")
+    # a model that does not exist: the refusal must come before any work
+    with pytest.raises(FileExistsError, match=f"{folder} is not the .* of an earlier run"):
+        run_experiment(tmp_path / "no-model", tmp_path, att=tmp_path / "no-faces", progress=False)
+    assert (tmp_path / folder / "notes.txt").read_text() == "mine"
+    assert not (tmp_path / "protocol").exists()
 
 
 def test_split_file_must_cover_every_identity(tmp_path):
