@@ -58,6 +58,28 @@ def test_protocol_keeps_every_yale_condition_and_splits_by_identity(experiment, 
     assert {row.split(",")[1] for row in identification} == test_ids
 
 
+def test_yale_crops_cached_by_earlier_versions_are_renamed_not_aligned_again(experiment, faces, tmp_path):
+    from hfr_hf.alignment import AlignmentError
+    from hfr_hf.data import build_pseudo_thermal_protocol
+
+    class CountingAligner:  # finds no face: only the images that failed before may be asked for
+        asked = []
+
+        def detect_and_align(self, paths):
+            self.asked += [str(p) for p in paths]
+            return [AlignmentError("no face") for _ in paths]
+
+    shutil.copytree(experiment.output / "protocol" / "aligned", tmp_path / "aligned")
+    crops = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "aligned").rglob("*.png"))
+    assert "aligned/yale_01/subject01.glasses.png" in crops
+    for path in (tmp_path / "aligned").glob("yale_*/*.png"):  # the names earlier versions gave
+        path.rename(path.with_name(path.name.removesuffix(".png").replace(".", "_") + ".png"))
+    aligner = CountingAligner()
+    build_pseudo_thermal_protocol(tmp_path, att=faces["att"], yale=faces["yale"], aligner=aligner, progress=False)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "aligned").rglob("*.png")) == crops
+    assert set(aligner.asked) <= set(experiment.report["protocol"]["left_out"])
+
+
 def test_training_used_the_protocol_split(experiment):
     from hfr_hf.training import build_datasets, load_config
 
