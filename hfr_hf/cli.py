@@ -72,8 +72,9 @@ def cmd_align(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import convert_checkpoint, official_checkpoint_path
+    from .convert import check_output_dir, convert_checkpoint, official_checkpoint_path
 
+    check_output_dir(args.output, args.overwrite)  # before a possible download of the checkpoint
     checkpoint = args.checkpoint
     if checkpoint in EDGEFACE_VARIANTS and not Path(checkpoint).exists():
         checkpoint = official_checkpoint_path(checkpoint, args.weights_dir)

@@ -6,6 +6,7 @@ conversion is the rename table below plus dequantisation of the packed int8 Line
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -23,8 +24,10 @@ __all__ = [
     "OFFICIAL_HUB_FILES",
     "WEIGHTS_DIR_ENV",
     "CheckpointError",
+    "check_output_dir",
     "convert_checkpoint",
     "infer_variant",
+    "is_model_folder",
     "load_official_state_dict",
     "official_checkpoint_path",
 ]
@@ -189,6 +192,46 @@ def build_model(state_dict: dict[str, torch.Tensor], variant: str | None = None)
     return model.eval()
 
 
+def is_model_folder(path: str | os.PathLike) -> bool:
+    """Whether `path` is a converted EdgeFace model folder: its config.json says model_type edgeface."""
+    try:
+        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("model_type") == EdgeFaceConfig.model_type
+
+
+def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+    """The resolved `output_dir` if a model folder may be written there; raises `FileExistsError` otherwise.
+
+    Overwriting only ever replaces a previous model folder, never the current folder or one above it, so a
+    mistyped `--output` cannot delete anything else. Cheap: call it before downloading or loading a checkpoint."""
+    output_dir = Path(output_dir).expanduser().resolve()
+    cwd = Path.cwd().resolve()
+    if output_dir == cwd or output_dir in cwd.parents:
+        raise FileExistsError(
+            f"{output_dir} is the current folder or one above it, which a model folder cannot replace; "
+            "choose a new sub-folder as the output."
+        )
+    if not output_dir.exists():
+        return output_dir
+    if not output_dir.is_dir():
+        raise FileExistsError(f"{output_dir} exists and is not a folder; choose another output folder.")
+    if not any(output_dir.iterdir()):
+        return output_dir
+    if not overwrite:
+        raise FileExistsError(
+            f"{output_dir} exists and is not empty; choose another folder or allow overwriting (--overwrite)."
+        )
+    if not is_model_folder(output_dir):
+        raise FileExistsError(
+            f"{output_dir} is not a previous model folder (no config.json with model_type "
+            f"{EdgeFaceConfig.model_type!r}), so overwriting would delete files this tool did not write; "
+            "choose another folder, or empty this one yourself."
+        )
+    return output_dir
+
+
 def convert_checkpoint(
     checkpoint: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -196,12 +239,11 @@ def convert_checkpoint(
     overwrite: bool = False,
 ) -> Path:
     """Convert an official checkpoint into a model folder (config.json, model.safetensors,
-    preprocessor_config.json, remote-code files, README.md card). The folder appears whole or not at all."""
+    preprocessor_config.json, remote-code files, README.md card). The folder appears whole or not at all; with
+    `overwrite`, only a previous model folder is replaced (see [`check_output_dir`])."""
     from .hub import converted_model_card
 
-    output_dir = Path(output_dir)
-    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{output_dir} exists and is not empty; choose another folder or pass overwrite=True.")
+    output_dir = check_output_dir(output_dir, overwrite)
     state_dict = load_official_state_dict(checkpoint)
     model = build_model(state_dict, variant)
     variant = model.config.variant
@@ -213,10 +255,24 @@ def convert_checkpoint(
         EdgeFaceImageProcessor().save_pretrained(staging)
         card = converted_model_card(variant, source=Path(checkpoint).name, num_parameters=model.num_parameters())
         (staging / "README.md").write_text(card, encoding="utf-8")
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        staging.rename(output_dir)
+        _replace_folder(staging, check_output_dir(output_dir, overwrite))  # again: the folder may have changed since
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return output_dir
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Move `new` to `target`; an existing `target` is moved aside first and deleted only once `new` is in place,
+    so a failure in between leaves the old folder, never neither."""
+    if not target.exists():
+        new.rename(target)
+        return
+    aside = new.with_name(f"{new.name}.old")  # `new` came from mkdtemp, so this name is free
+    target.rename(aside)
+    try:
+        new.rename(target)
+    except BaseException:
+        aside.rename(target)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)

@@ -157,6 +157,7 @@ def run_experiment(
     from .training import _load_base, _write_json, load_config, train
 
     output = Path(output)
+    _check_replaceable(output)
     output.mkdir(parents=True, exist_ok=True)
     protocol = build_pseudo_thermal_protocol(
         protocol_dir or output / "protocol", att=att, yale=yale, seed=seed, impostors_per_genuine=10, progress=progress
@@ -246,6 +247,31 @@ def run_experiment(
     _write_json(output / "report.json", report)
     shutil.copy(output / "report.json", adapter_dir / "report.json")
     return ExperimentResult(output=output, report=report, adapter=adapter_dir, plots=written)
+
+
+# What a training run (training.train) writes into its output folder; a `training/` holding anything else is not
+# one of ours and is not deleted.
+_TRAINING_OUTPUTS = {"checkpoints", "logs", "adapter", "best_adapter", "report.json"}
+
+
+def _check_replaceable(output: Path) -> None:
+    """Refuse, before any work, to run where replacing `training/` or `adapter/` would delete files that an earlier
+    run did not write."""
+    from .convert import is_model_folder
+
+    training, adapter = output / "training", output / "adapter"
+    foreign = sorted(p.name for p in training.iterdir() if p.name not in _TRAINING_OUTPUTS) if training.is_dir() else []
+    if foreign or (training.exists() and not training.is_dir()):
+        raise FileExistsError(
+            f"{training} is not the training folder of an earlier run (it holds {', '.join(foreign) or 'a file'}), "
+            "and each run replaces that folder; move it away or choose another --output."
+        )
+    earlier_adapter = (adapter / "adapter_config.json").is_file() or is_model_folder(adapter)
+    if adapter.exists() and not earlier_adapter and not (adapter.is_dir() and not any(adapter.iterdir())):
+        raise FileExistsError(
+            f"{adapter} is not the adapter of an earlier run (no adapter_config.json, nor a model config.json), "
+            "and each run replaces that folder; move it away or choose another --output."
+        )
 
 
 def _plots(frozen: dict, adapted: dict, folder: Path) -> list[Path]:

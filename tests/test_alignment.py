@@ -16,7 +16,7 @@ from hfr_hf.alignment import (
     similarity_transform,
     transform_points,
 )
-from hfr_hf.alignment.folder import align_folder, read_landmarks_csv
+from hfr_hf.alignment.folder import align_folder, aligned_crop_names, read_landmarks_csv
 
 
 def random_similarity(rng, scale=(1.5, 3.0)):
@@ -208,6 +208,72 @@ def test_folder_alignment_from_annotated_landmarks(tmp_path):
     assert report.aligned == ["x.png"] and not report.failed
     crop = np.asarray(Image.open(tmp_path / "dst/x.png"))
     assert np.abs(blob_centroids(crop, ARCFACE_TEMPLATE[:2]) - ARCFACE_TEMPLATE[:2]).max() < 0.5
+
+
+def test_crop_names_are_one_per_input():
+    names = aligned_crop_names(["p/a.jpg", "p/a.png", "p/a.pgm", "p/b.JPG", "subject01.glasses", "subject01.gif"])
+    assert names == {
+        "p/a.jpg": "p/a.jpg.png",  # a.jpg, a.png and a.pgm would all be a.png
+        "p/a.png": "p/a.png.png",
+        "p/a.pgm": "p/a.pgm.png",
+        "p/b.JPG": "p/b.png",
+        "subject01.glasses": "subject01.glasses.png",  # not an image suffix: part of the name
+        "subject01.gif": "subject01.png",
+    }
+    # a full name that is itself the name another input gets: that one moves to its full name too
+    assert aligned_crop_names(["a.jpg", "a.png", "a.jpg.png"])["a.jpg.png"] == "a.jpg.png.png"
+    # a crop that would be the folder of another's crop
+    assert aligned_crop_names(["x/a.jpg", "x/a.png/b.jpg"]) == {
+        "x/a.jpg": "x/a.jpg.png",
+        "x/a.png/b.jpg": "x/a.png/b.png",
+    }
+
+
+def test_same_stem_inputs_keep_their_own_crops(tmp_path):
+    rng = np.random.default_rng(10)
+    landmarks = transform_points(random_similarity(rng), ARCFACE_TEMPLATE)
+    source = tmp_path / "src"
+    source.mkdir()
+    brightness = {"a.png": 250, "a.jpg": 170, "a.pgm": 90, "subject01.glasses": 200, "subject01.happy": 120}
+    for name, level in brightness.items():
+        image = Image.fromarray((blob_image(landmarks)[..., 0] * (level / 255)).astype(np.uint8))  # a different face
+        image.save(source / name, format="GIF" if name.startswith("subject") else None)
+    aligner = FaceAligner(detector=FakeDetector([[50, 50, 300, 350]], [0.99], [landmarks]))
+    report = align_folder(source, tmp_path / "dst", aligner, progress=False)
+    assert sorted(report.aligned) == sorted(brightness) and not report.failed
+    outputs = {r["path"]: r["output"] for r in csv.DictReader(open(report.csv_path))}
+    assert outputs == {
+        "a.jpg": "a.jpg.png",
+        "a.png": "a.png.png",
+        "a.pgm": "a.pgm.png",
+        "subject01.glasses": "subject01.glasses.png",
+        "subject01.happy": "subject01.happy.png",
+    }
+    # each crop is its own input's, not the last one written: the crops are as bright as their inputs, in order
+    peaks = {name: int(np.asarray(Image.open(tmp_path / "dst" / outputs[name])).max()) for name in brightness}
+    assert sorted(peaks, key=peaks.get) == sorted(brightness, key=brightness.get)
+    assert len(set(peaks.values())) == len(brightness)
+
+
+def test_all_faces_names_stay_distinct(tmp_path):
+    (tmp_path / "src").mkdir()
+    for name in ("a.png", "a_face0.png"):
+        Image.fromarray(np.zeros((400, 400, 3), np.uint8)).save(tmp_path / "src" / name)
+    report = align_folder(
+        tmp_path / "src", tmp_path / "dst", FaceAligner(select="all", detector=two_faces()), progress=False
+    )
+    outputs = [r["output"] for r in csv.DictReader(open(report.csv_path))]
+    assert sorted(outputs) == ["a_face0.png", "a_face0_face0.png", "a_face0_face1.png", "a_face1.png"]
+    assert sorted(p.name for p in (tmp_path / "dst").glob("*.png")) == sorted(outputs)
+
+
+def test_names_that_cannot_be_told_apart_stop_before_writing(tmp_path):
+    (tmp_path / "src/a.png").mkdir(parents=True)  # a folder named like the crop of the file `a`
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(tmp_path / "src/a", format="GIF")
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(tmp_path / "src/a.png/b.png")
+    with pytest.raises(ValueError, match="cannot get distinct output names"):
+        align_folder(tmp_path / "src", tmp_path / "dst", FaceAligner(detector=two_faces()), progress=False)
+    assert not (tmp_path / "dst").exists()
 
 
 def test_landmark_csv_errors(tmp_path):

@@ -116,3 +116,18 @@ def test_face_check_takes_aligned_faces_and_refuses_what_is_not_one(aligner, dee
     for crop in not_faces:
         with pytest.raises(AlignmentError, match="blank|does not look like a face"):
             aligner.check_crop(crop)
+
+
+def test_every_yale_face_gets_its_own_crop(assets, tmp_path):
+    from hfr_hf.cli import main
+
+    # subject01.glasses, subject01.happy, ...: GIFs whose "suffix" is the condition, all once aligned to subject01.png
+    yale = assets / "faces/yale"
+    assert main(["align", str(yale), str(tmp_path / "out")]) in (0, 3)  # 3: some faces were not found
+    rows = list(csv.DictReader(open(tmp_path / "out/alignment.csv")))
+    aligned = [r for r in rows if r["status"] == "aligned"]
+    assert len(rows) == len(list(yale.iterdir())) == 164
+    assert len({r["output"] for r in aligned}) == len(aligned)  # no crop overwrote another
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == sorted(r["output"] for r in aligned)
+    assert {"subject01.glasses.png", "subject01.happy.png"} <= {r["output"] for r in aligned}
+    assert len(aligned) >= 160

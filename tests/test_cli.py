@@ -14,6 +14,25 @@ def test_convert_by_variant_name_from_a_weights_folder(assets, tmp_path, capsys)
     assert "edgeface_xs_q.pt" in capsys.readouterr().out
 
 
+def test_convert_overwrite_refuses_the_current_folder_before_fetching_weights(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    # an empty weights folder: had the checkpoint been looked for first, the error would be "No checkpoint"
+    code = main(["convert", "xxs", "--output", ".", "--overwrite", "--weights-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "is the current folder or one above it" in err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_convert_into_a_full_folder_names_the_flag(tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out/notes.txt").write_text("mine")
+    assert main(["convert", "xxs", "--output", str(tmp_path / "out"), "--weights-dir", str(tmp_path)]) == 1
+    assert "allow overwriting (--overwrite)" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["notes.txt"]
+
+
 def test_embed_writes_npz_and_safetensors(xxs_folder, assets, tmp_path):
     faces = assets / "faces/att/s1"
     assert main(["embed", str(faces), "--model", str(xxs_folder), "--output", str(tmp_path / "e.npz")]) == 0

@@ -1,4 +1,6 @@
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -123,5 +125,61 @@ def test_missing_checkpoint(tmp_path):
 
 
 def test_refuses_to_overwrite_without_asking(assets, xxs_folder):
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(FileExistsError, match=r"not empty; choose another folder or allow overwriting \(--overwrite\)"):
         convert_checkpoint(assets / "weights/edgeface/edgeface_xxs_q.pt", xxs_folder)
+
+
+# The refusals below name a checkpoint that does not exist: they must come before it is read.
+def test_overwrite_never_replaces_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="is the current folder or one above it"):
+        convert_checkpoint(tmp_path / "missing.pt", ".", overwrite=True)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("output", ["..", "../.."])
+def test_overwrite_never_replaces_a_parent_of_the_current_folder(output, tmp_path, monkeypatch):
+    cwd = tmp_path / "a" / "b"
+    cwd.mkdir(parents=True)
+    monkeypatch.chdir(cwd)
+    with pytest.raises(FileExistsError, match="is the current folder or one above it"):
+        convert_checkpoint(tmp_path / "missing.pt", output, overwrite=True)
+    assert cwd.is_dir()
+
+
+def test_overwrite_never_replaces_a_folder_that_is_not_a_model(tmp_path):
+    folder = tmp_path / "work"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(FileExistsError, match="is not a previous model folder"):
+        convert_checkpoint(tmp_path / "missing.pt", folder, overwrite=True)
+    assert {p.name for p in folder.iterdir()} == {"notes.txt", "config.json"}
+
+
+def test_overwrite_replaces_a_previous_model_folder(assets, xxs_folder, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(xxs_folder, folder)
+    (folder / "stale.txt").write_text("from the last conversion")
+    assert convert_checkpoint(assets / "golden/edgeface_xs_official.pt", folder, overwrite=True) == folder
+    assert EdgeFaceModel.from_pretrained(folder).config.variant == "xs"
+    assert not (folder / "stale.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging or old folder left beside it
+
+
+def test_a_failed_replacement_keeps_the_previous_model_folder(assets, xxs_folder, tmp_path, monkeypatch):
+    folder = tmp_path / "model"
+    shutil.copytree(xxs_folder, folder)
+    rename = Path.rename
+
+    def failing_rename(self, target):  # the old folder has moved aside; moving the new one in fails
+        if Path(target) == folder and not self.name.endswith(".old"):
+            raise OSError("disk trouble")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing_rename)
+    with pytest.raises(OSError, match="disk trouble"):
+        convert_checkpoint(assets / "golden/edgeface_xs_official.pt", folder, overwrite=True)
+    assert EdgeFaceModel.from_pretrained(folder).config.variant == "xxs"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]

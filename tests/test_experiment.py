@@ -58,6 +58,28 @@ def test_protocol_keeps_every_yale_condition_and_splits_by_identity(experiment, 
     assert {row.split(",")[1] for row in identification} == test_ids
 
 
+def test_yale_crops_cached_by_earlier_versions_are_renamed_not_aligned_again(experiment, faces, tmp_path):
+    from hfr_hf.alignment import AlignmentError
+    from hfr_hf.data import build_pseudo_thermal_protocol
+
+    class CountingAligner:  # finds no face: only the images that failed before may be asked for
+        asked = []
+
+        def detect_and_align(self, paths):
+            self.asked += [str(p) for p in paths]
+            return [AlignmentError("no face") for _ in paths]
+
+    shutil.copytree(experiment.output / "protocol" / "aligned", tmp_path / "aligned")
+    crops = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "aligned").rglob("*.png"))
+    assert "aligned/yale_01/subject01.glasses.png" in crops
+    for path in (tmp_path / "aligned").glob("yale_*/*.png"):  # the names earlier versions gave
+        path.rename(path.with_name(path.name.removesuffix(".png").replace(".", "_") + ".png"))
+    aligner = CountingAligner()
+    build_pseudo_thermal_protocol(tmp_path, att=faces["att"], yale=faces["yale"], aligner=aligner, progress=False)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "aligned").rglob("*.png")) == crops
+    assert set(aligner.asked) <= set(experiment.report["protocol"]["left_out"])
+
+
 def test_training_used_the_protocol_split(experiment):
     from hfr_hf.training import build_datasets, load_config
 
@@ -112,6 +134,13 @@ def test_report_schema_and_outputs(experiment):
     assert "VIS→thermal EER" in table and "VIS→VIS AUC" in table
 
 
+def test_a_second_run_may_replace_the_first_runs_folders(experiment):
+    from hfr_hf.experiment import _check_replaceable
+
+    _check_replaceable(experiment.output)  # raises if the guard takes the run's own training/ or adapter/ for foreign
+    assert (experiment.output / "training" / "report.json").is_file()
+
+
 def test_frozen_model_separates_vis_faces_of_unseen_identities(experiment):
     assert experiment.report["results"]["frozen"]["vis"]["auc"] > 0.95
 
@@ -120,6 +149,19 @@ def test_cli_needs_a_face_source(xxs_folder, tmp_path, capsys):
     assert cli_main(["experiment", "--model", str(xxs_folder), "--output", str(tmp_path / "out")]) == 1
     assert "--att" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("folder", ["training", "adapter"])
+def test_refuses_to_replace_folders_an_earlier_run_did_not_write(folder, tmp_path):
+    from hfr_hf.experiment import run_experiment
+
+    (tmp_path / folder).mkdir()
+    (tmp_path / folder / "notes.txt").write_text("mine")
+    # a model that does not exist: the refusal must come before any work
+    with pytest.raises(FileExistsError, match=f"{folder} is not the .* of an earlier run"):
+        run_experiment(tmp_path / "no-model", tmp_path, att=tmp_path / "no-faces", progress=False)
+    assert (tmp_path / folder / "notes.txt").read_text() == "mine"
+    assert not (tmp_path / "protocol").exists()
 
 
 def test_split_file_must_cover_every_identity(tmp_path):

@@ -563,3 +563,12 @@ def test_dry_run_refuses_a_folder_with_files(tiny, tmp_path):
     with pytest.raises(PublishError, match="exists and is not empty"):
         push_model(REPO, tiny["base"], dry_run=tmp_path / "dry")
     assert [p.name for p in (tmp_path / "dry").iterdir()] == ["keep.txt"]
+
+
+def test_dry_run_refuses_the_current_folder(tiny, tmp_path, monkeypatch):
+    empty = tmp_path / "here"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    with pytest.raises(PublishError, match="is the current folder or one above it"):
+        push_model(REPO, tiny["base"], dry_run=".")
+    assert empty.is_dir() and not list(tmp_path.glob(".hfr-hf-push*"))

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import csv
 import os
+import re
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..inference import IMAGE_SUFFIXES
 from .aligner import AlignedFace, AlignmentError, FaceAligner
 
-__all__ = ["FolderAlignmentReport", "align_folder", "read_landmarks_csv"]
+__all__ = ["FolderAlignmentReport", "align_folder", "aligned_crop_names", "read_landmarks_csv"]
 
 CSV_NAME = "alignment.csv"
 _POINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
@@ -47,6 +51,47 @@ def read_landmarks_csv(path: str | os.PathLike) -> dict[str, list[float]]:
     return table
 
 
+def _preferred_name(relative: str) -> str:
+    path = PurePosixPath(relative)
+    return f"{path.with_suffix('') if path.suffix.lower() in IMAGE_SUFFIXES else path}.png"
+
+
+def _clashing(names: dict[str, str]) -> set[str]:
+    """Inputs whose output name is another's, or is (or, as `_face<k>`, could be) a folder another output needs."""
+    owners = defaultdict(list)
+    for relative, name in names.items():
+        owners[name].append(relative)
+    folders = {str(parent) for name in names.values() for parent in PurePosixPath(name).parents}
+    folders |= {f"{m[1]}.png" for f in folders if (m := re.fullmatch(r"(.*)_face\d+\.png", f))}
+    return {r for group in owners.values() if len(group) > 1 for r in group} | {
+        r for r, name in names.items() if name in folders
+    }
+
+
+def aligned_crop_names(relatives: Iterable[str]) -> dict[str, str]:
+    """The output name of each input's crop (relative POSIX paths → relative POSIX paths ending `.png`), one
+    distinct name per input: an image suffix is replaced (`a.jpg` → `a.png`), any other suffix is part of the
+    name (Yale's `subject01.glasses` → `subject01.glasses.png`), and inputs that would still share a name keep
+    their full name (`a.jpg` and `a.png` → `a.jpg.png` and `a.png.png`). With `select="all"` crop k of `x.png`
+    is `x_face<k>.png`: distinct names give distinct face names, since k holds no `_face`. Raises `ValueError`
+    when some names cannot be told apart even so."""
+    names = {relative: _preferred_name(relative) for relative in relatives}
+    while clashing := _clashing(names):
+        # each round moves at least one input to its full name for good, so this ends
+        stuck = sorted(r for r in clashing if names[r] == f"{r}.png")
+        if len(stuck) == len(clashing):
+            raise ValueError(
+                f"The crops of {', '.join(stuck)} cannot get distinct output names (one would be a folder another "
+                "crop needs); rename those inputs."
+            )
+        names.update((r, f"{r}.png") for r in clashing if names[r] != f"{r}.png")
+    return names
+
+
+def _face_name(name: str, k: int) -> str:
+    return f"{name.removesuffix('.png')}_face{k}.png"
+
+
 def _row(relative: str, index: int, face: AlignedFace | None, output: str = "", reason: str = "") -> dict:
     row = dict.fromkeys(CSV_COLUMNS, "")
     row.update(path=relative, face=index, status="failed" if face is None else "aligned", reason=reason)
@@ -69,7 +114,8 @@ def align_folder(
     progress: bool = True,
 ) -> FolderAlignmentReport:
     """Align the images under `source` into PNGs at the same relative paths under `destination`
-    (`name.png`, or `name_face<k>.png` when all faces are kept) and write `alignment.csv` there.
+    (`name.png`, or `name_face<k>.png` when all faces are kept; names from [`aligned_crop_names`], one per input)
+    and write `alignment.csv` there.
 
     `landmarks` (relative path → coordinates) aligns those images without detection; `twins` is a folder of
     pixel-registered visible images at the same relative paths, whose detected landmarks align the source
@@ -88,21 +134,22 @@ def align_folder(
     report = FolderAlignmentReport()
     rows = []
 
+    relatives = [p.relative_to(source).as_posix() for p in paths]
+    names = aligned_crop_names(relatives)  # all decided before anything is written
+
     def record(relative: str, result: list[AlignedFace] | AlignmentError) -> None:
         if isinstance(result, Exception):
             report.failed[relative] = str(result)
             rows.append(_row(relative, 0, None, reason=str(result)))
             return
-        stem = Path(relative).with_suffix("")
         for k, face in enumerate(result):
-            name = f"{stem}.png" if len(result) == 1 and aligner.select != "all" else f"{stem}_face{k}.png"
+            name = names[relative] if len(result) == 1 and aligner.select != "all" else _face_name(names[relative], k)
             out = destination / name
             out.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(face.crop).save(out)
             rows.append(_row(relative, k, face, output=name))
         report.aligned.append(relative)
 
-    relatives = [p.relative_to(source).as_posix() for p in paths]
     detect = []
     for path, relative in zip(paths, relatives):
         try:

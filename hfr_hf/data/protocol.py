@@ -55,15 +55,27 @@ def _sources(att: Path | None, yale: Path | None) -> list[tuple[str, Path, bool 
     return items
 
 
+def _rename_earlier_cache(root: Path, relative: str, earlier: str) -> None:
+    """Earlier versions cached `subject01.glasses` as `subject01_glasses.png`: rename that crop and its thermal
+    render rather than align again and leave the old file for training, which lists the folder, to read twice."""
+    for folder in ("aligned/", "thermal/"):
+        old, new = root / earlier.replace("aligned/", folder, 1), root / relative.replace("aligned/", folder, 1)
+        if old != new and old.is_file() and not new.exists():
+            old.rename(new)
+
+
 def _align_cached(items, root: Path, aligner, progress: bool) -> tuple[dict, dict[str, str]]:
     """identity → [(relative crop path, glasses)], aligning only what is not cached under root/aligned."""
     from ..alignment import FaceAligner
+    from ..alignment.folder import aligned_crop_names
 
     crops, failures, todo = {}, {}, []
+    # the names `hfr-hf align` gives: Yale's `subject01.glasses` keeps its condition (`subject01.glasses.png`)
+    names = aligned_crop_names(f"{identity}/{path.name}" for identity, path, _ in items)
     for identity, path, glasses in items:
-        # Yale's `subject01.glasses` has no image suffix: its "suffix" is the condition, part of the name.
-        name = path.stem if path.suffix.lower() in Image.registered_extensions() else path.name.replace(".", "_")
-        relative = f"aligned/{identity}/{name}.png"
+        relative = f"aligned/{names[f'{identity}/{path.name}']}"
+        if path.suffix.lower() not in Image.registered_extensions():  # the one name earlier versions made otherwise
+            _rename_earlier_cache(root, relative, f"aligned/{identity}/{path.name.replace('.', '_')}.png")
         if (root / relative).is_file():
             crops.setdefault(identity, []).append((relative, glasses))
         else:

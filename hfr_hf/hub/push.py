@@ -89,7 +89,10 @@ def _hub_errors(action: str) -> Iterator[None]:
 
 
 def _prepare_dry_run(dry_run: str | os.PathLike) -> Path:
-    target = Path(dry_run)
+    target = Path(dry_run).expanduser().resolve()
+    cwd = Path.cwd().resolve()
+    if target == cwd or target in cwd.parents:  # an empty one would be removed and replaced under the user's feet
+        raise PublishError(f"Dry-run folder {target} is the current folder or one above it; choose a new sub-folder.")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise PublishError(f"Dry-run folder {target} exists and is not empty; choose a new or empty folder.")
     return target
