@@ -30,7 +30,7 @@ def _write_atomic(path: Path, write) -> None:
 
 
 def _expand_images(items: list[str]) -> list[Path]:
-    from .inference import list_images
+    from .images import list_images
 
     paths = []
     for item in items:
@@ -152,7 +152,8 @@ def _resized(crop, size: tuple[int, int]) -> np.ndarray:
 
 def cmd_verify_folder(args: argparse.Namespace) -> int:
     from .evaluation import all_pairs_scores, verification_summary
-    from .inference import cosine_similarity, embed_images, list_images, load_model
+    from .images import list_images
+    from .inference import cosine_similarity, embed_images, load_model
 
     root = Path(args.root)
     paths = list_images(root)

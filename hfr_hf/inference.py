@@ -10,55 +10,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from .image_processing_edgeface import EdgeFaceImageProcessor
+from .images import load_image
 from .modeling_edgeface import EdgeFaceModel
 
 __all__ = [
     "ALIGN_MODES",
-    "IMAGE_SUFFIXES",
     "UnusableImagesError",
     "cosine_similarity",
     "embed_images",
     "face_crops",
-    "list_images",
-    "load_image",
     "load_model",
 ]
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pnm", ".tif", ".tiff", ".gif", ".webp"}
-
-
-def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file of any format PIL reads (the format is taken from the content, not the name)."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image
-    except FileNotFoundError:
-        raise FileNotFoundError(f"Image {path} does not exist.") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"{path} could not be read as an image ({error}).") from error
-
-
-def _is_image(path: Path) -> bool:
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return True
-    try:  # unusual names (the Yale faces are `subject01.glasses`): read the header only
-        with Image.open(path):
-            return True
-    except (UnidentifiedImageError, OSError):
-        return False
-
-
-def list_images(root: str | os.PathLike) -> list[Path]:
-    """Image files under `root`, sorted; files with other suffixes are kept when PIL recognises them."""
-    root = Path(root)
-    if not root.is_dir():
-        raise NotADirectoryError(f"{root} is not a folder.")
-    return [p for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".") and _is_image(p)]
 
 
 def load_model(model: str | os.PathLike, device: str = "cpu") -> tuple[EdgeFaceModel, EdgeFaceImageProcessor]:

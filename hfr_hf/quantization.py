@@ -112,7 +112,7 @@ def calibration_pixel_values(
     (N, 3, H, W) float32 pixel values of aligned faces for calibration: a folder (searched recursively), image
     paths or in-memory images; at most `max_images`, evenly spaced over the sorted list so every identity counts.
     """
-    from .inference import list_images, load_image
+    from .images import list_images, load_image
 
     if isinstance(images, (str, os.PathLike)):
         images = list_images(images)

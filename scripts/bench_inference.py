@@ -53,7 +53,7 @@ import torch
 
 from hfr_hf.configuration_edgeface import EDGEFACE_VARIANTS, EdgeFaceConfig
 from hfr_hf.image_processing_edgeface import EdgeFaceImageProcessor
-from hfr_hf.inference import list_images, load_image
+from hfr_hf.images import list_images, load_image
 from hfr_hf.modeling_edgeface import EdgeFaceModel
 
 # timm EdgeNeXt, 2 threads: (batch-1 latency ms, batch-32 img/s)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_inference import CHECKPOINTS, default_assets, interleaved_times  # noqa: E402
 
 from hfr_hf.image_processing_edgeface import EdgeFaceImageProcessor  # noqa: E402
-from hfr_hf.inference import list_images, load_image  # noqa: E402
+from hfr_hf.images import list_images, load_image  # noqa: E402
 
 SETTINGS = {
     "dynamic MatMul per-channel, smoothed (default)": {"method": "dynamic"},

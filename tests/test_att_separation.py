@@ -10,7 +10,8 @@ import pytest
 from hfr_hf.alignment import FaceAligner
 from hfr_hf.convert import convert_checkpoint
 from hfr_hf.evaluation import all_pairs_scores, verification_summary
-from hfr_hf.inference import cosine_similarity, embed_images, list_images, load_model
+from hfr_hf.images import list_images
+from hfr_hf.inference import cosine_similarity, embed_images, load_model
 
 
 def att_summary(folder, assets, aligner=None):

@@ -204,3 +204,16 @@ def test_align_refuses_landmarks_off_the_image(assets, tmp_path, capsys):
     code = main(["align", str(source), str(tmp_path / "out"), "--landmarks", str(table)])
     assert code == 3 and "outside" in capsys.readouterr().err
     assert not (tmp_path / "out/face.png").exists()
+
+
+def test_a_decompression_bomb_is_refused_and_the_other_images_are_aligned(assets, tmp_path, capsys):
+    from .test_images import png_header
+
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "face.jpg").write_bytes((assets / "faces/deepface/img1.jpg").read_bytes())
+    png_header(source / "bomb.png", 30000, 30000)
+    assert main(["align", str(source), str(tmp_path / "out")]) == 3
+    err = capsys.readouterr().err
+    assert "bomb.png" in err and "megapixels are read" in err and "Traceback" not in err
+    assert (tmp_path / "out/face.png").is_file()

@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from hfr_hf import EdgeFaceImageProcessor, EdgeFaceModel, __version__
 from hfr_hf.cli import main
 from hfr_hf.convert import convert_checkpoint
-from hfr_hf.inference import embed_images, list_images, load_model
+from hfr_hf.images import list_images
+from hfr_hf.inference import embed_images, load_model
 from hfr_hf.onnx_export import OnnxExportError, export_onnx, read_onnx_metadata
 from hfr_hf.onnx_inference import OnnxEdgeFace
 

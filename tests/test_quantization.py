@@ -17,7 +17,7 @@ import torch
 from hfr_hf import EdgeFaceImageProcessor, EdgeFaceModel
 from hfr_hf.cli import main
 from hfr_hf.evaluation import identification_ranks
-from hfr_hf.inference import list_images, load_image
+from hfr_hf.images import list_images, load_image
 from hfr_hf.onnx_export import export_onnx, read_onnx_metadata
 from hfr_hf.onnx_inference import OnnxEdgeFace
 from hfr_hf.quantization import (

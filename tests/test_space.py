@@ -399,3 +399,11 @@ def test_app_explains_half_given_landmarks_and_an_empty_gallery(assets, space_ur
         _verify(fresh, assets / "faces/deepface/img1.jpg", assets / "faces/deepface/img2.jpg", probe_points="10, 20")
     with pytest.raises(AppError, match="The gallery is empty"):
         fresh.predict(handle_file(str(assets / "faces/att/s1/1.pgm")), "vis", "1e-2", "", api_name="/identify")
+
+
+@pytest.mark.parametrize("side, message", [(30000, "is too large"), (10000, "100 megapixels")])
+def test_huge_uploads_are_refused_before_decoding(side, message, tmp_path):
+    from .test_images import png_header
+
+    with pytest.raises(SpaceError, match=message):
+        read_image(png_header(tmp_path / "bomb.png", side, side))

@@ -123,7 +123,7 @@ class FaceAligner:
     def to_rgb(self, image: Any) -> np.ndarray:
         """Any supported image (path, PIL, numpy, torch; grey, 16-bit, float) as (H, W, 3) uint8 RGB."""
         if isinstance(image, (str, os.PathLike)):
-            from ..inference import load_image
+            from ..images import load_image
 
             image = load_image(image)
         return self._to_rgb(image)

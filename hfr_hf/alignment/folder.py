@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..inference import IMAGE_SUFFIXES
+from ..images import IMAGE_SUFFIXES
 from .aligner import AlignedFace, AlignmentError, FaceAligner
 
 __all__ = ["FolderAlignmentReport", "align_folder", "aligned_crop_names", "read_landmarks_csv"]
@@ -121,7 +121,7 @@ def align_folder(
     pixel-registered visible images at the same relative paths, whose detected landmarks align the source
     images (thermal/NIR). Failures are reported per image and in the CSV; they never stop the batch.
     """
-    from ..inference import list_images
+    from ..images import list_images
 
     source, destination = Path(source), Path(destination)
     if destination.resolve() == source.resolve() or source.resolve() in destination.resolve().parents:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset, Features, Image, Value
 
-from ..inference import list_images, load_image
+from ..images import list_images, load_image
 
 __all__ = [
     "BadRow",

@@ -17,7 +17,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..evaluation.protocols import write_identification_protocol, write_verification_protocol
-from ..inference import list_images
+from ..images import list_images
 from .pairs import _build, _pseudo_rows, split_identities
 from .renderers import ThermalRenderer
 

@@ -24,6 +24,7 @@ import os
 import re
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -68,7 +69,6 @@ FAR_LABELS = {key: label for label, key in FARS.items()}
 # (visible light, MTCNN-aligned): 0.2607 / 0.3253. Other data, other spectra and adapters shift them.
 FALLBACK_THRESHOLDS = {"1e-2": 0.26, "1e-3": 0.33}
 MAX_SIDE = 1024  # uploads are downscaled so that detection takes the same time on any camera
-MAX_PIXELS = 50_000_000  # larger images are refused before decoding
 MAX_GALLERY = 50
 UNREADABLE = "could not be read as an image; upload a PNG, JPEG, TIFF, BMP, PGM or WebP file."
 ALL_SPECTRA = "all"
@@ -232,15 +232,23 @@ def _to_rgb():
 def _open(path: str | os.PathLike, max_side: int) -> tuple[Image.Image, int]:
     """Decode an image file upright (EXIF orientation applied), and the upright original's width; large JPEGs are
     decoded at reduced size (DCT scaling, several times faster)."""
+    from hfr_hf.images import MAX_PIXELS, check_pixels
+
     name = Path(path).name
     try:
-        with Image.open(path) as header:
-            width, height = header.size
-            transposed = header.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+        with warnings.catch_warnings():  # the size is judged below, by the package's limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as header:
+                width, height = header.size
+                transposed = header.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+    except Image.DecompressionBombError:
+        raise SpaceError(f"{name} is too large; images up to {MAX_PIXELS // 10**6} megapixels work.") from None
     except Exception:  # PIL raises several unrelated types for non-images
         raise SpaceError(f"{name} {UNREADABLE}") from None
-    if width * height > MAX_PIXELS:
-        raise SpaceError(f"{name} is {width}×{height} pixels; images up to {MAX_PIXELS // 10**6} megapixels work.")
+    try:
+        check_pixels(width, height, name)
+    except ValueError as error:
+        raise SpaceError(str(error)) from None
     try:
         with Image.open(path) as image:
             scale = min(1.0, max_side / max(width, height))
