@@ -55,6 +55,7 @@ __all__ = [
     "AdapterPreset",
     "adapter_config",
     "adapter_target_modules",
+    "adapted_modules",
     "add_adapter",
     "base_fingerprint",
     "load_adapter",
@@ -221,7 +222,7 @@ def add_adapter(
                 f"with model.delete_adapter({adapter_name!r})."
             )
         for name in model.peft_config:
-            if _adapted_modules(model, name) != set(config.target_modules):
+            if adapted_modules(model, name) != set(config.target_modules):
                 raise ValueError(
                     f"Adapter {adapter_name!r} (preset {spec.name!r}) targets other modules than adapter {name!r} "
                     "already on this model; LN tuning adapters on one base must share a preset. "
@@ -296,7 +297,7 @@ def base_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _adapted_modules(model: nn.Module, adapter_name: str) -> set[str]:
+def adapted_modules(model: nn.Module, adapter_name: str) -> set[str]:
     """Names (in the base EdgeFace) of the modules an adapter wraps. PEFT rewrites a long `target_modules` list into
     a few name suffixes once the layers are injected (20 or more targets, i.e. any real EdgeFace), so the config's
     list cannot be compared with exact names; the wrapped layers can."""
@@ -304,7 +305,7 @@ def _adapted_modules(model: nn.Module, adapter_name: str) -> set[str]:
 
 
 def _preset_name(model: PeftModel, adapter_name: str) -> str | None:
-    targets = _adapted_modules(model, adapter_name)
+    targets = adapted_modules(model, adapter_name)
     for name, spec in ADAPTER_PRESETS.items():
         if not spec.full and set(adapter_target_modules(spec, model)) == targets:
             return name

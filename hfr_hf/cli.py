@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .configuration_edgeface import EDGEFACE_VARIANTS
+from .files import write_atomic
 
 __all__ = ["main"]
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, so a failure leaves no half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _expand_images(items: list[str]) -> list[Path]:
@@ -79,7 +65,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if checkpoint in EDGEFACE_VARIANTS and not Path(checkpoint).exists():
         checkpoint = official_checkpoint_path(checkpoint, args.weights_dir)
         args.variant = args.variant or args.checkpoint
-    output = convert_checkpoint(checkpoint, args.output, variant=args.variant, overwrite=args.overwrite)
+    from .hub import converted_model_card
+
+    output = convert_checkpoint(
+        checkpoint, args.output, variant=args.variant, overwrite=args.overwrite, model_card=converted_model_card
+    )
     print(f"Converted {checkpoint} -> {output}")
     return 0
 
@@ -104,7 +94,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
             save_file({"embeddings": embeddings}, tmp, metadata={"paths": json.dumps(names)})
 
-    _write_atomic(output, write)
+    write_atomic(output, write)
     print(f"Wrote {len(names)} embeddings of size {embeddings.shape[1]} to {output}")
     return 0
 
@@ -171,7 +161,7 @@ def cmd_verify_folder(args: argparse.Namespace) -> int:
     print(summary.table())
     if args.json:
         report = {"root": str(root), "model": str(args.model), "images": len(paths), **summary.to_dict()}
-        _write_atomic(Path(args.json), lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2) + "\n"))
+        write_atomic(Path(args.json), lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2) + "\n"))
     return 0
 
 
@@ -275,7 +265,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             cmcs = {(label if len(result.cmcs) == 1 else f"{label} fold {f}"): c for f, c in result.cmcs.items()}
             written.append(plot_cmc(cmcs, plots / "cmc.png", f"CMC — {protocol.name}"))
         result.report["plots"] = [str(p) for p in written]
-    _write_atomic(report_path, lambda tmp: Path(tmp).write_text(result.to_json()))
+    write_atomic(report_path, lambda tmp: Path(tmp).write_text(result.to_json()))
     print(f"{protocol.name}: {protocol.kind}, {len(keys)} images, {len(result.report['folds'])} fold(s)")
     print(result.table())
     print(f"Report written to {report_path}")

@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -237,12 +238,14 @@ def convert_checkpoint(
     output_dir: str | os.PathLike,
     variant: str | None = None,
     overwrite: bool = False,
+    model_card: Callable[[str, str], str] | None = None,
 ) -> Path:
     """Convert an official checkpoint into a model folder (config.json, model.safetensors,
-    preprocessor_config.json, remote-code files, README.md card). The folder appears whole or not at all; with
-    `overwrite`, only a previous model folder is replaced (see [`check_output_dir`])."""
-    from .hub import converted_model_card
+    preprocessor_config.json, remote-code files). The folder appears whole or not at all; with `overwrite`, only
+    a previous model folder is replaced (see [`check_output_dir`]).
 
+    `model_card`: (variant, checkpoint file name) → README.md text written into the folder, e.g.
+    `hfr_hf.hub.converted_model_card` (as `hfr-hf convert` does); cards are the Hub's business, not this module's."""
     output_dir = check_output_dir(output_dir, overwrite)
     state_dict = load_official_state_dict(checkpoint)
     model = build_model(state_dict, variant)
@@ -253,8 +256,8 @@ def convert_checkpoint(
     try:
         model.save_pretrained(staging)
         EdgeFaceImageProcessor().save_pretrained(staging)
-        card = converted_model_card(variant, source=Path(checkpoint).name, num_parameters=model.num_parameters())
-        (staging / "README.md").write_text(card, encoding="utf-8")
+        if model_card is not None:
+            (staging / "README.md").write_text(model_card(variant, Path(checkpoint).name), encoding="utf-8")
         _replace_folder(staging, check_output_dir(output_dir, overwrite))  # again: the folder may have changed since
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -154,7 +154,9 @@ def run_experiment(
     """
     from .adapters import load_adapter
     from .data import build_pseudo_thermal_protocol
-    from .training import _load_base, _write_json, load_config, train
+    from .files import write_json
+    from .inference import load_model
+    from .training import load_config, train
 
     output = Path(output)
     _check_replaceable(output)
@@ -162,7 +164,7 @@ def run_experiment(
     protocol = build_pseudo_thermal_protocol(
         protocol_dir or output / "protocol", att=att, yale=yale, seed=seed, impostors_per_genuine=10, progress=progress
     )
-    base, processor = _load_base(str(model))
+    base, processor = load_model(str(model))
     base.eval()
     frozen = evaluate_protocol_files(base, processor, protocol, progress=progress)
 
@@ -244,7 +246,7 @@ def run_experiment(
     if plots:
         written = _plots(frozen["_curves"], adapted["_curves"], output / "plots")
         report["plots"] = [str(p.relative_to(output)) for p in written]
-    _write_json(output / "report.json", report)
+    write_json(output / "report.json", report)
     shutil.copy(output / "report.json", adapter_dir / "report.json")
     return ExperimentResult(output=output, report=report, adapter=adapter_dir, plots=written)
 

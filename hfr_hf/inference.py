@@ -36,7 +36,13 @@ def load_model(model: str | os.PathLike, device: str = "cpu") -> tuple[EdgeFaceM
         return load_onnx_model(path, device)
     if path.exists() and not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a model folder (no config.json); make one with `hfr-hf convert`.")
-    return EdgeFaceModel.from_pretrained(model).to(device).eval(), EdgeFaceImageProcessor.from_pretrained(model)
+    network = EdgeFaceModel.from_pretrained(model).to(device).eval()
+    try:
+        processor = EdgeFaceImageProcessor.from_pretrained(model)
+    except OSError:  # a bare model folder (no preprocessor_config.json): the processor follows the model's input
+        size = network.config.image_size
+        processor = EdgeFaceImageProcessor(size={"height": size, "width": size})
+    return network, processor
 
 
 def _name(image, index: int) -> str:

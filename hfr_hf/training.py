@@ -37,7 +37,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from .adapters import ADAPTER_PRESETS, DEFAULT_ADAPTER_PRESET, add_adapter, save_adapter
+from .files import TMP_PREFIX, write_json
 from .image_processing_edgeface import EdgeFaceImageProcessor
+from .inference import load_model
 from .losses import XEdgeFaceLoss, XEdgeFaceLossConfig, teacher_embeddings
 
 __all__ = [
@@ -57,7 +59,6 @@ __all__ = [
 
 CHECKPOINT_PREFIX = "step_"
 _CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
-_TMP_PREFIX = ".tmp-"
 STATE_NAME = "trainer_state.json"
 SCHEDULERS = ("cosine", "constant_with_warmup", "constant", "linear")
 DATA_TYPES = ("auto", "pairs_csv", "folders", "pseudo")
@@ -551,25 +552,6 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    """Write JSON through a temporary file and a rename, so a reader never sees half of it."""
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}")
-    with open(tmp, "w") as handle:
-        json.dump(payload, handle, indent=2, default=_json_default)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 def save_checkpoint(
     accelerator, output_dir: str | os.PathLike, state: TrainingState, total_limit: int | None = None
 ) -> Path:
@@ -580,7 +562,7 @@ def save_checkpoint(
     """
     root = Path(output_dir) / "checkpoints"
     final = root / f"{CHECKPOINT_PREFIX}{state.global_step:06d}"
-    tmp = root / f"{_TMP_PREFIX}{final.name}"
+    tmp = root / f"{TMP_PREFIX}{final.name}"
     if accelerator.is_main_process:
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)  # a leftover of a killed run
@@ -589,9 +571,9 @@ def save_checkpoint(
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _write_json(tmp / STATE_NAME, state.to_dict())
+        write_json(tmp / STATE_NAME, state.to_dict())
         if final.exists():  # the same step saved again (e.g. the end of a resumed run): replace it
-            old = root / f"{_TMP_PREFIX}old-{final.name}"
+            old = root / f"{TMP_PREFIX}old-{final.name}"
             shutil.rmtree(old, ignore_errors=True)
             os.replace(final, old)
             os.replace(tmp, final)
@@ -644,7 +626,7 @@ class CSVTracker:
         pass
 
     def store_init_configuration(self, values: dict) -> None:
-        _write_json(self.path.with_name("config.json"), values)
+        write_json(self.path.with_name("config.json"), values)
 
     def log(self, values: dict, step: int | None = None, **kwargs: Any) -> None:
         with open(self.path, "a", newline="") as handle:
@@ -705,21 +687,6 @@ def _peak_memory_mb() -> dict[str, float]:
     return out
 
 
-def _load_base(name: str):
-    from .modeling_edgeface import EdgeFaceModel
-
-    path = Path(name)
-    if path.exists() and not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path} is not a model folder (no config.json); make one with `hfr-hf convert`.")
-    model = EdgeFaceModel.from_pretrained(name)
-    try:
-        processor = EdgeFaceImageProcessor.from_pretrained(name)
-    except OSError:  # a bare model folder: the processor follows the model's input size
-        size = model.config.image_size
-        processor = EdgeFaceImageProcessor(size={"height": size, "width": size})
-    return model, processor
-
-
 def train(
     config: TrainingConfig,
     resume: bool = False,
@@ -764,7 +731,7 @@ def train(
     target_column = "target_source" if "target_source" in train_set.column_names else "target"
     pair_transform = _pair_transform(config, train_set, augment=config.augment)
     eval_transform = _pair_transform(config, train_set, augment=False)
-    model, processor = _load_base(config.model)
+    model, processor = load_model(config.model)
     sampler = EpochSampler(len(train_set), config.seed)
     loader = DataLoader(
         train_set.select_columns(["vis", target_column, "identity", "seed"]).with_transform(pair_transform),
@@ -958,7 +925,7 @@ def train(
             "best_adapter": str(best_path) if best_path else None,
             "config": config.to_dict(),
         }
-        _write_json(output_dir / "report.json", report)
+        write_json(output_dir / "report.json", report)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainingResult(

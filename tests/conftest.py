@@ -77,8 +77,10 @@ def tiny_config():
 def xxs_folder(assets, tmp_path_factory) -> Path:
     """EdgeFace-XXS converted from the official int8 checkpoint, once per session."""
     from hfr_hf.convert import convert_checkpoint
+    from hfr_hf.hub import converted_model_card
 
-    return convert_checkpoint(assets / "weights/edgeface/edgeface_xxs_q.pt", tmp_path_factory.mktemp("models") / "xxs")
+    checkpoint = assets / "weights/edgeface/edgeface_xxs_q.pt"
+    return convert_checkpoint(checkpoint, tmp_path_factory.mktemp("models") / "xxs", model_card=converted_model_card)
 
 
 @pytest.fixture(scope="session")

@@ -29,10 +29,12 @@ __all__ = [
     "BadRow",
     "add_row_seeds",
     "assign_splits",
+    "build_pair_dataset",
     "check_disjoint_splits",
     "load_pairs_csv",
     "pair_features",
     "pairs_from_folders",
+    "pseudo_pair_rows",
     "pseudo_pairs_from_folder",
     "split_identities",
 ]
@@ -175,7 +177,7 @@ def _row_seeds(count: int, seed: int) -> list[int]:
     return np.random.default_rng(seed).integers(0, 2**31 - 1, count).tolist()
 
 
-def _build(rows: list[dict], lazy: bool, seed: int) -> Dataset:
+def build_pair_dataset(rows: list[dict], lazy: bool, seed: int) -> Dataset:
     check_disjoint_splits([r["identity"] for r in rows], [r["split"] for r in rows])
     columns = {name: [r[name] for r in rows] for name in pair_features(lazy) if name != "seed"}
     columns["seed"] = _row_seeds(len(rows), seed)
@@ -235,7 +237,7 @@ def load_pairs_csv(
     _report(bad, skip_bad, bad_rows, str(path))
     if not rows:
         raise ValueError(f"No usable pairs are left in {path}.")
-    return _build(rows, lazy=False, seed=seed)
+    return build_pair_dataset(rows, lazy=False, seed=seed)
 
 
 def _pair_row(vis: Path, target: Path, identity: str, split: str, modality: str, synthetic: bool) -> dict:
@@ -295,10 +297,10 @@ def pairs_from_folders(
     _report(bad, skip_bad, bad_rows, str(root))
     if not rows:
         raise ValueError(f"No {vis}–{target} pairs could be formed under {root}.")
-    return _build(rows, lazy=False, seed=seed)
+    return build_pair_dataset(rows, lazy=False, seed=seed)
 
 
-def _pseudo_rows(files: dict[str, list[str]], splits: dict[str, str], modality: str, seed: int) -> list[dict]:
+def pseudo_pair_rows(files: dict[str, list[str]], splits: dict[str, str], modality: str, seed: int) -> list[dict]:
     """Each image once as `vis`, paired with a different image of the same person as the render source:
     a render of the very same photo would share its pose and expression pixel for pixel, a shortcut that no
     real cross-spectral pair offers."""
@@ -355,8 +357,8 @@ def pseudo_pairs_from_folder(
     _report(bad, skip_bad, bad_rows, str(root))
     if not files:
         raise ValueError(f"No identity under {root} has two readable images to pair.")
-    rows = _pseudo_rows(files, splits or {}, modality, seed)
-    dataset = _build(rows, lazy=True, seed=seed)
+    rows = pseudo_pair_rows(files, splits or {}, modality, seed)
+    dataset = build_pair_dataset(rows, lazy=True, seed=seed)
     if not eager:
         return dataset
     import io

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..evaluation.protocols import write_identification_protocol, write_verification_protocol
 from ..images import list_images
-from .pairs import _build, _pseudo_rows, split_identities
+from .pairs import build_pair_dataset, pseudo_pair_rows, split_identities
 from .renderers import ThermalRenderer
 
 __all__ = ["PseudoThermalProtocol", "build_pseudo_thermal_protocol"]
@@ -140,8 +140,10 @@ def build_pseudo_thermal_protocol(
     def files(split: str) -> dict[str, list[str]]:
         return {i: [str(root / p) for p, _ in crops[i]] for i in sorted(crops) if splits[i] == split}
 
-    train = _build(_pseudo_rows(files("train"), splits, "thermal", seed), lazy=True, seed=seed)
-    validation = _build(_pseudo_rows(files("validation"), splits, "thermal", seed + 1), lazy=True, seed=seed + 1)
+    train = build_pair_dataset(pseudo_pair_rows(files("train"), splits, "thermal", seed), lazy=True, seed=seed)
+    validation = build_pair_dataset(
+        pseudo_pair_rows(files("validation"), splits, "thermal", seed + 1), lazy=True, seed=seed + 1
+    )
 
     renderer = renderer or ThermalRenderer()
     rng = np.random.default_rng(seed)

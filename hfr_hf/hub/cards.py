@@ -248,8 +248,6 @@ def model_card(
     return ModelCard(body)
 
 
-def converted_model_card(variant: str, source: str, num_parameters: int | None = None) -> str:
-    """README.md of a converted model folder: the base card, before the model has a repository or a report.
-
-    `num_parameters` is accepted for the first release's callers; the card counts the parameters itself."""
+def converted_model_card(variant: str, source: str) -> str:
+    """README.md of a converted model folder: the base card, before the model has a repository or a report."""
     return str(model_card("base", EdgeFaceConfig.from_variant(variant), source=source))

@@ -119,7 +119,7 @@ def _file_names(folder: Path) -> list[str]:
 
 def _load_adapter(base, model_dir: Path, adapter_dir: Path, report: EvaluationReport | None):
     """(PeftModel, AdapterDetails) of an adapter folder on the base model, refusing an adapter of another base."""
-    from ..adapters import ADAPTER_PRESETS, ADAPTER_RECORD_NAME, _adapted_modules, load_adapter
+    from ..adapters import ADAPTER_PRESETS, ADAPTER_RECORD_NAME, adapted_modules, load_adapter
 
     _adapter_files(adapter_dir)
     record_path = adapter_dir / ADAPTER_RECORD_NAME
@@ -135,7 +135,7 @@ def _load_adapter(base, model_dir: Path, adapter_dir: Path, report: EvaluationRe
             f"{str(error).splitlines()[0] if str(error) else 'no detail'}); it was trained on another base."
         ) from error
     trainable = sum(p.numel() for n, p in model.named_parameters() if f".ln_tuning_layers.{name}." in n)
-    wrapped = len(_adapted_modules(model, name))
+    wrapped = len(adapted_modules(model, name))
     # records written before presets were recorded reliably say null; the experiment report names the preset too
     preset = record.get("preset") or (report.adapter_preset if report is not None else None)
     details = AdapterDetails(
