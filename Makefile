@@ -26,7 +26,7 @@ run: setup
 	$(BIN)/hfr-hf experiment --model $(RUNS)/edgeface-xxs --att $(FACES)/att --yale $(FACES)/yale --output $(RUNS)/xedgeface
 
 test: setup
-	HFR_HF_ASSETS=$(ASSETS) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	HFR_HF_ASSETS=$(ASSETS) $(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(RUNS)

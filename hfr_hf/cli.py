@@ -7,12 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from .configuration_edgeface import EDGEFACE_VARIANTS
 from .files import write_atomic
 
 __all__ = ["main"]
+
+# The variant names, here so that building the parser imports neither torch nor transformers (tested equal to
+# configuration_edgeface.VARIANTS).
+VARIANTS = ("xxs", "xs", "xs_gamma_06", "s_gamma_05", "base")
 
 
 def _expand_images(items: list[str]) -> list[Path]:
@@ -62,7 +63,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     check_output_dir(args.output, args.overwrite)  # before a possible download of the checkpoint
     checkpoint = args.checkpoint
-    if checkpoint in EDGEFACE_VARIANTS and not Path(checkpoint).exists():
+    if checkpoint in VARIANTS and not Path(checkpoint).exists():
         checkpoint = official_checkpoint_path(checkpoint, args.weights_dir)
         args.variant = args.variant or args.checkpoint
     from .hub import converted_model_card
@@ -86,6 +87,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     names = [str(p) for p in paths]
 
     def write(tmp: str) -> None:
+        import numpy as np
+
         if output.suffix == ".npz":
             with open(tmp, "wb") as handle:
                 np.savez(handle, embeddings=embeddings, paths=np.array(names))
@@ -132,9 +135,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resized(crop, size: tuple[int, int]) -> np.ndarray:
+def _resized(crop, size: tuple[int, int]):
     """A crop given as is (--no-align), at the model's input size, as the processor will see it."""
     import cv2
+    import numpy as np
 
     crop = np.asarray(crop)
     return crop if crop.shape[1::-1] == size else cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
@@ -147,12 +151,17 @@ def cmd_verify_folder(args: argparse.Namespace) -> int:
 
     root = Path(args.root)
     paths = list_images(root)
-    identities = [p.relative_to(root).parts[0] for p in paths]
-    if len(set(identities)) < 2 or any(len(p.relative_to(root).parts) < 2 for p in paths):
-        raise ValueError(
-            f"{root} must hold one sub-folder of images per identity (at least two identities); "
-            f"found {len(paths)} images in {len(set(identities))} folders."
+    loose = [p for p in paths if len(p.relative_to(root).parts) < 2]
+    folders = {p.relative_to(root).parts[0] for p in paths if p not in loose}
+    if loose or len(folders) < 2:
+        where = f"{len(loose)} directly in {root}" + (
+            f" and {len(paths) - len(loose)} in sub-folders" if folders else ""
         )
+        raise ValueError(
+            f"{root} must hold one sub-folder of images per person (at least two people), e.g. {root}/alice/1.jpg; "
+            f"found {len(paths)} images, {where}, in {len(folders)} person folder{'s' if len(folders) != 1 else ''}."
+        )
+    identities = [p.relative_to(root).parts[0] for p in paths]
     model, processor = load_model(args.model, args.device)
     embeddings = embed_images(model, processor, paths, args.batch_size, **_alignment(args))
     genuine, impostor = all_pairs_scores(cosine_similarity(embeddings, embeddings), identities)
@@ -346,10 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     convert = commands.add_parser("convert", help="official EdgeFace checkpoint -> Hugging Face model folder")
     convert.add_argument(
-        "checkpoint", help=f"a .pt file, or a variant name ({', '.join(EDGEFACE_VARIANTS)}) to fetch the official one"
+        "checkpoint", help=f"a .pt file, or a variant name ({', '.join(VARIANTS)}) to fetch the official one"
     )
     convert.add_argument("--output", required=True, help="model folder to create")
-    convert.add_argument("--variant", choices=list(EDGEFACE_VARIANTS), help="default: inferred from the weights")
+    convert.add_argument("--variant", choices=list(VARIANTS), help="default: inferred from the weights")
     convert.add_argument(
         "--weights-dir", help="folder of official checkpoints (default: $HFR_HF_WEIGHTS_DIR, else the Hub)"
     )
@@ -511,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .inference import UnusableImagesError
+    from .images import UnusableImagesError
 
     args = build_parser().parse_args(argv)
     try:

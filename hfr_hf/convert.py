@@ -81,13 +81,19 @@ def official_checkpoint_path(variant: str, weights_dir: str | os.PathLike | None
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    from .sources import hub_download_options
+
     repo_id, filename = OFFICIAL_HUB_FILES[variant]
+    advice = f"set {WEIGHTS_DIR_ENV} (or --weights-dir) to a folder holding the official checkpoints"
     try:
-        return Path(hf_hub_download(repo_id, filename))
+        options = hub_download_options(repo_id, filename, f"The official checkpoint {filename} of")
+        return Path(hf_hub_download(repo_id, filename, **options))
+    except ValueError as error:
+        raise CheckpointError(f"{str(error).rstrip('.')}; {advice}.") from None
     except LocalEntryNotFoundError as error:
         raise CheckpointError(
             f"Could not download {filename} from {repo_id} (offline, or no network) and it is not in the local "
-            f"cache; set {WEIGHTS_DIR_ENV} (or --weights-dir) to a folder holding the official checkpoints."
+            f"cache; {advice}."
         ) from error
 
 
@@ -119,9 +125,15 @@ def load_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]
             warnings.simplefilter("ignore", UserWarning)
             raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
+        # torch's own text would suggest weights_only=False, i.e. running the file's code: never pass that on.
+        unsafe = "weights only load failed" in str(error).lower()
+        why = (
+            "it holds Python objects beyond tensors, which a safe load refuses"
+            if unsafe
+            else "it is not a complete PyTorch state dict (truncated, or another kind of file)"
+        )
         raise CheckpointError(
-            f"{path} could not be read as a PyTorch checkpoint ({type(error).__name__}: {str(error).splitlines()[0]}). "
-            "Is the file complete and an official EdgeFace .pt state dict?"
+            f"{path} is not an EdgeFace checkpoint: {why}. Give an official edgeface_<variant>.pt or _q.pt file."
         ) from error
     if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
         raw = raw["state_dict"]

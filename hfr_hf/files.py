@@ -8,8 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 __all__ = ["TMP_PREFIX", "write_atomic", "write_json"]
 
 TMP_PREFIX = ".tmp-"  # one fixed name per destination: a write killed half-way is overwritten by the next one
@@ -32,6 +30,8 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], None]) -> None:
 
 
 def _json_default(value: Any) -> Any:
+    import numpy as np
+
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
     if isinstance(value, Path):

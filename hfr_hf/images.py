@@ -9,7 +9,15 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "check_pixels", "is_image", "list_images", "load_image"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_PIXELS",
+    "UnusableImagesError",
+    "check_pixels",
+    "is_image",
+    "list_images",
+    "load_image",
+]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pnm", ".tif", ".tiff", ".gif", ".webp"}
 # Larger images are refused from their header, before decoding: a 50-megapixel RGB image already takes 150 MB
@@ -65,3 +73,12 @@ def list_images(root: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         raise NotADirectoryError(f"{root} is not a folder.")
     return [p for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".") and is_image(p)]
+
+
+class UnusableImagesError(ValueError):
+    """Images that cannot be used as faces (unreadable, no face found, not a crop); `failed` names each."""
+
+    def __init__(self, failed: list[str], total: int) -> None:
+        self.failed = failed
+        shown = "; ".join(failed[:10]) + (f"; ... ({len(failed) - 10} more)" if len(failed) > 10 else "")
+        super().__init__(f"{len(failed)} of {total} images cannot be used as faces: {shown}.")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .image_processing_edgeface import EdgeFaceImageProcessor
-from .images import load_image
+from .images import UnusableImagesError, load_image
 from .modeling_edgeface import EdgeFaceModel
+from .sources import resolve_model_name
 
 __all__ = [
     "ALIGN_MODES",
@@ -23,7 +25,27 @@ __all__ = [
     "embed_images",
     "face_crops",
     "load_model",
+    "no_progress_bars",
 ]
+
+
+@contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """Hide transformers' and the Hub's progress bars: these models load in a blink (a bar for well under a
+    second of work is noise), and a command's output should be its result."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging
+
+    transformers_on, hub_off = logging.is_progress_bar_enabled(), are_progress_bars_disabled()
+    logging.disable_progress_bar()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if transformers_on:
+            logging.enable_progress_bar()
+        if not hub_off:
+            enable_progress_bars()
 
 
 def load_model(model: str | os.PathLike, device: str = "cpu") -> tuple[EdgeFaceModel, EdgeFaceImageProcessor]:
@@ -34,11 +56,13 @@ def load_model(model: str | os.PathLike, device: str = "cpu") -> tuple[EdgeFaceM
         from .onnx_inference import load_onnx_model
 
         return load_onnx_model(path, device)
-    if path.exists() and not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path} is not a model folder (no config.json); make one with `hfr-hf convert`.")
-    network = EdgeFaceModel.from_pretrained(model).to(device).eval()
+    model, options = resolve_model_name(model)
+    if Path(model).is_dir() and not (Path(model) / "config.json").is_file():
+        raise FileNotFoundError(f"{model} is not a model folder (no config.json); make one with `hfr-hf convert`.")
+    with no_progress_bars():
+        network = EdgeFaceModel.from_pretrained(model, **options).to(device).eval()
     try:
-        processor = EdgeFaceImageProcessor.from_pretrained(model)
+        processor = EdgeFaceImageProcessor.from_pretrained(model, **options)
     except OSError:  # a bare model folder (no preprocessor_config.json): the processor follows the model's input
         size = network.config.image_size
         processor = EdgeFaceImageProcessor(size={"height": size, "width": size})
@@ -75,15 +99,6 @@ def _crop(image, processor: EdgeFaceImageProcessor, align: str, aligner):
             raise AlignmentError(f"the processor's crop size {size} is not square; give an aligner")
         aligner = _default_aligner(size[0])
     return aligner(loaded)
-
-
-class UnusableImagesError(ValueError):
-    """Images that cannot be used as faces (unreadable, no face found, not a crop); `failed` names each."""
-
-    def __init__(self, failed: list[str], total: int) -> None:
-        self.failed = failed
-        shown = "; ".join(failed[:10]) + (f"; ... ({len(failed) - 10} more)" if len(failed) > 10 else "")
-        super().__init__(f"{len(failed)} of {total} images cannot be used as faces: {shown}.")
 
 
 def _crops(images: Sequence, processor, align: str, aligner, first: int = 0) -> tuple[list, list[str]]:

@@ -87,12 +87,9 @@ def load_export_model(
         model_type = json.loads(config_path.read_text()).get("model_type")
         if model_type != "edgeface":
             raise OnnxExportError(f"{path} holds a {model_type!r} model, not an EdgeFace model; only EdgeFace exports.")
-    base = EdgeFaceModel.from_pretrained(model).eval()
-    if path.is_dir() and not (path / "preprocessor_config.json").is_file():
-        size = base.config.image_size  # a bare `save_pretrained` of the model: EdgeFace's standard preprocessing
-        processor = EdgeFaceImageProcessor(size={"height": size, "width": size})
-    else:
-        processor = EdgeFaceImageProcessor.from_pretrained(model)
+    from .inference import load_model
+
+    base, processor = load_model(model)  # a bare model folder gets EdgeFace's standard preprocessing
     if adapter is None:
         return base, processor, None
     try:

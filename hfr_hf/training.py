@@ -796,7 +796,7 @@ def train(
             if eer is not None and (state.best_eer is None or eer < state.best_eer):
                 state.best_eer, state.best_epoch, state.best_step = eer, epoch, state.global_step
                 best_weights = {n: p.detach().cpu().clone() for n, p in unwrapped.named_parameters() if p.requires_grad}
-                _save_model(unwrapped, output_dir / "best_adapter", config.adapter_name)
+                _save_model(unwrapped, output_dir / "best_adapter", config.adapter_name, processor)
         state.validated_epochs.append(epoch)
         accelerator.wait_for_everyone()
 
@@ -873,7 +873,7 @@ def train(
     adapter_path = output_dir / "adapter"
     best_path = output_dir / "best_adapter" if state.best_eer is not None else None
     if accelerator.is_main_process:
-        _save_model(unwrapped, adapter_path, config.adapter_name)
+        _save_model(unwrapped, adapter_path, config.adapter_name, processor)
         test = {}
         if "test" in splits:
             unwrapped.eval()
@@ -950,13 +950,14 @@ def _flat(values: dict, prefix: str = "") -> dict:
     return out
 
 
-def _save_model(model: nn.Module, path: Path, adapter_name: str) -> None:
+def _save_model(model: nn.Module, path: Path, adapter_name: str, processor: EdgeFaceImageProcessor) -> None:
     from peft import PeftModel
 
     if isinstance(model, PeftModel):
         save_adapter(model, path, adapter_name)
-    else:  # full fine-tuning: the whole model
+    else:  # full fine-tuning: the whole model, a folder that load_model and AutoImageProcessor open
         model.save_pretrained(path)
+        processor.save_pretrained(path)
 
 
 def _assign(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:

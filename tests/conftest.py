@@ -4,6 +4,7 @@ beside the repository); tests that need them skip when it is missing, or fail wh
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -83,35 +84,26 @@ def xxs_folder(assets, tmp_path_factory) -> Path:
     return convert_checkpoint(checkpoint, tmp_path_factory.mktemp("models") / "xxs", model_card=converted_model_card)
 
 
-@pytest.fixture(scope="session")
-def space_url(xxs_folder, tmp_path_factory):
-    """The Gradio Space (`python spaces/edgeface-hfr/app.py`) serving the converted EdgeFace-XXS on 127.0.0.1, as a
-    separate process started once per session; its URL."""
+@contextlib.contextmanager
+def running_space(python: str, app: Path, env: dict, log: Path, cwd: Path | None = None, base_env: dict | None = None):
+    """The Gradio Space `app` started by `python` on a free 127.0.0.1 port, with `env` added to `base_env` (default:
+    this process's environment); yields its URL and stops it afterwards. The server's output goes to `log`, quoted
+    when it fails to come up within 180 s."""
     import socket
     import subprocess
-    import sys
     import time
     import urllib.request
 
     with socket.socket() as probe:  # a free port
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-        "HFR_HF_MODEL": str(xxs_folder),
-        "HFR_HF_ADAPTERS": "none",
-        "GRADIO_SERVER_PORT": str(port),
-        "GRADIO_TEMP_DIR": str(tmp_path_factory.mktemp("gradio")),
-        "OMP_NUM_THREADS": "1",  # the busy test machine: see one_torch_thread
-    }
-    log = tmp_path_factory.mktemp("space") / "space.log"
+    base_env = os.environ if base_env is None else base_env
+    env = {**base_env, "GRADIO_SERVER_PORT": str(port), "OMP_NUM_THREADS": "1", **env}  # 1 thread: busy machine
     with open(log, "w") as out:
-        server = subprocess.Popen(
-            [sys.executable, str(REPO_ROOT / "spaces/edgeface-hfr/app.py")], env=env, stdout=out, stderr=out
-        )
+        server = subprocess.Popen([python, str(app)], env=env, stdout=out, stderr=out, cwd=cwd)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
+    wait_s = 180
+    deadline = time.monotonic() + wait_s
     try:
         while True:
             if server.poll() is not None:
@@ -121,7 +113,7 @@ def space_url(xxs_folder, tmp_path_factory):
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"The Space did not answer at {url} within 180 s:\n{log.read_text()[-3000:]}")
+                    pytest.fail(f"The Space did not answer at {url} within {wait_s:.0f} s:\n{log.read_text()[-3000:]}")
                 time.sleep(0.5)
         yield url
     finally:
@@ -130,6 +122,23 @@ def space_url(xxs_folder, tmp_path_factory):
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@pytest.fixture(scope="session")
+def space_url(xxs_folder, tmp_path_factory):
+    """The Gradio Space (`python spaces/edgeface-hfr/app.py`) serving the converted EdgeFace-XXS on 127.0.0.1, as a
+    separate process started once per session; its URL."""
+    import sys
+
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+        "HFR_HF_MODEL": str(xxs_folder),
+        "HFR_HF_ADAPTERS": "none",
+        "GRADIO_TEMP_DIR": str(tmp_path_factory.mktemp("gradio")),
+    }
+    log = tmp_path_factory.mktemp("space") / "space.log"
+    with running_space(sys.executable, REPO_ROOT / "spaces/edgeface-hfr/app.py", env, log) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

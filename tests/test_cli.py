@@ -77,7 +77,7 @@ def test_verify_folder_summary(xxs_folder, assets, tmp_path, capsys):
         (["convert", "base", "--output", "{tmp}/out", "--weights-dir", "{tmp}"], "No checkpoint for EdgeFace-base"),
         (["embed", "/no/such/dir", "--model", "{tmp}", "--output", "{tmp}/e.npz"], "does not exist"),
         (["verify", "/no/a.png", "/no/b.png", "--model", "{tmp}"], "does not exist"),
-        (["verify-folder", "{tmp}", "--model", "{tmp}"], "one sub-folder of images per identity"),
+        (["verify-folder", "{tmp}", "--model", "{tmp}"], "one sub-folder of images per person"),
     ],
 )
 def test_errors_are_one_sentence_and_exit_non_zero(argv, message, tmp_path, capsys):
@@ -217,3 +217,12 @@ def test_a_decompression_bomb_is_refused_and_the_other_images_are_aligned(assets
     err = capsys.readouterr().err
     assert "bomb.png" in err and "megapixels are read" in err and "Traceback" not in err
     assert (tmp_path / "out/face.png").is_file()
+
+
+def test_verify_folder_on_a_flat_folder_counts_right_and_says_what_it_wants(assets, xxs_folder, tmp_path, capsys):
+    for i in range(1, 4):
+        (tmp_path / f"{i}.pgm").write_bytes((assets / f"faces/att/s1/{i}.pgm").read_bytes())
+    assert main(["verify-folder", str(tmp_path), "--model", str(xxs_folder)]) == 1
+    err = capsys.readouterr().err
+    assert "one sub-folder of images per person" in err and "found 3 images, 3 directly in" in err
+    assert "0 person folders" in err

@@ -88,16 +88,32 @@ def test_explicit_variant_that_does_not_fit(assets, tmp_path):
 def test_truncated_checkpoint(assets, tmp_path):
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes((assets / "golden/edgeface_xxs_official.pt").read_bytes()[:100_000])
-    with pytest.raises(CheckpointError, match="could not be read as a PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="is not an EdgeFace checkpoint: it is not a complete PyTorch"):
         convert_checkpoint(truncated, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
-def test_file_that_is_not_a_checkpoint(tmp_path):
-    text = tmp_path / "notes.pt"
-    text.write_text("these are not weights")
-    with pytest.raises(CheckpointError, match="could not be read as a PyTorch checkpoint"):
-        load_official_state_dict(text)
+@pytest.mark.parametrize("content", [b"these are not weights", bytes(range(101, 200))], ids=["text", "bytes"])
+def test_file_that_is_not_a_checkpoint(tmp_path, content):
+    """torch's own messages (`KeyError: 101`, or a paragraph suggesting weights_only=False) never reach the user."""
+    path = tmp_path / "notes.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="is not an EdgeFace checkpoint") as error:
+        load_official_state_dict(path)
+    assert "KeyError" not in str(error.value) and "weights_only" not in str(error.value)
+
+
+class Code:
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+def test_a_code_running_pickle_is_refused_without_suggesting_to_run_it(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"x": Code()}, path)
+    with pytest.raises(CheckpointError, match="Python objects beyond tensors, which a safe load refuses") as error:
+        load_official_state_dict(path)
+    assert "weights_only" not in str(error.value)
 
 
 def test_pickle_that_is_not_a_state_dict(tmp_path):

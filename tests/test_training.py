@@ -249,3 +249,16 @@ def test_script_reports_bad_options_and_exits_non_zero(tmp_path):
     )
     assert run.returncode == 2
     assert "Unknown training option(s) num_epoch" in run.stderr
+
+
+def test_a_fully_fine_tuned_model_folder_opens_like_any_model(workspace):
+    """The `full` preset saves a whole model: with its preprocessor, so load_model and AutoImageProcessor open it."""
+    from transformers import AutoImageProcessor
+
+    from hfr_hf.inference import load_model
+
+    trained = train(make_config(workspace, "whole", adapter_preset="full", num_epochs=1))
+    for folder in (trained.adapter, trained.best_adapter):
+        model, processor = load_model(folder)
+        assert processor.size == {"height": 32, "width": 32}
+        assert AutoImageProcessor.from_pretrained(folder).size == processor.size

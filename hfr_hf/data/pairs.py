@@ -99,7 +99,7 @@ def _report(bad: list[BadRow], skip_bad: bool, bad_rows: list[BadRow] | None, wh
     )
     if not skip_bad:
         raise ValueError(
-            f"{len(bad)} bad entries in {what}: {shown}. Fix them, or pass skip_bad=True to leave them out."
+            f"{len(bad)} bad entries in {what}: {shown}. Fix them, or leave them out (--skip_bad in scripts/train.py, skip_bad=True in Python)."
         )
     logger.warning("Leaving out %d bad entries of %s: %s", len(bad), what, shown)
     if bad_rows is not None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+from ..inference import no_progress_bars
 from .cards import AdapterDetails, model_card
+from .package import WHEEL_FOLDER, build_package_wheel, point_requirements_at_wheel
 from .reports import EvaluationReport
 
 __all__ = [
@@ -39,24 +39,6 @@ _SPACE_SKIP_DIRS = {"__pycache__", ".git", ".ipynb_checkpoints", ".venv", "flagg
 
 class PublishError(ValueError):
     """Input that cannot be published as asked; nothing has been pushed."""
-
-
-@contextmanager
-def _no_progress_bars() -> Iterator[None]:
-    """Hide transformers' per-tensor loading / saving bars: these models load in a blink, and a push's output should
-    be its result (or its one-sentence error)."""
-    from huggingface_hub.utils import are_progress_bars_disabled, enable_progress_bars
-    from transformers.utils import logging
-
-    transformers_on, hub_off = logging.is_progress_bar_enabled(), are_progress_bars_disabled()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if transformers_on:
-            logging.enable_progress_bar()
-        if not hub_off:
-            enable_progress_bars()
 
 
 def check_model_folder(model_dir: str | os.PathLike):
@@ -87,7 +69,7 @@ def check_model_folder(model_dir: str | os.PathLike):
             "(EdgeFaceModel.from_pretrained(folder).save_pretrained(new_folder)) or convert the checkpoint again."
         )
     try:
-        with _no_progress_bars():
+        with no_progress_bars():
             model, info = EdgeFaceModel.from_pretrained(model_dir, output_loading_info=True)
     except Exception as error:  # safetensors and transformers raise several types for unreadable weights
         raise PublishError(
@@ -203,7 +185,7 @@ def build_model_repo(
         model, details = _load_adapter(base, model_dir, adapter_dir, report)
         if merge:
             merged = merge_adapter(model, details.name)
-            with _no_progress_bars():
+            with no_progress_bars():
                 merged.save_pretrained(output_dir)
             # the processor's save writes its remote-code file beside preprocessor_config.json
             EdgeFaceImageProcessor.from_pretrained(model_dir).save_pretrained(output_dir)
@@ -263,15 +245,23 @@ def build_space_repo(
     space_dir: str | os.PathLike, output_dir: str | os.PathLike, *, model_repos: list[str]
 ) -> list[str]:
     """Copy a Space folder into `output_dir` with the `models:` entry of its README front matter set to
-    `model_repos`; return the file names."""
+    `model_repos`, this package's wheel in `wheels/` and the requirements' hfr-hf line pointing at it; return the
+    file names."""
     space_dir, output_dir = Path(space_dir), Path(output_dir)
     if not model_repos:
         raise PublishError("A Space push needs the model repository the Space loads (--model-repo).")
     card = read_space_card(space_dir)
+    requirements = space_dir / "requirements.txt"
+    if not requirements.is_file():
+        raise PublishError(f"{space_dir} has no requirements.txt; the Space installs hfr-hf from it.")
     for path in _space_files(space_dir):
         target = output_dir / path.relative_to(space_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
+    # The Space carries this package's wheel: hfr-hf is on no package index the Hub installs from.
+    wheel = build_package_wheel(output_dir / WHEEL_FOLDER)
+    text = point_requirements_at_wheel(requirements.read_text(encoding="utf-8"), f"{WHEEL_FOLDER}/{wheel.name}")
+    (output_dir / "requirements.txt").write_text(text, encoding="utf-8")
     card.data.models = list(model_repos)
     card.save(output_dir / "README.md")
     return _file_names(output_dir)
