@@ -14,8 +14,8 @@ trap 'rm -rf "$work"' EXIT
 ls "$work"/dist/hfr_hf-*.tar.gz "$work"/dist/hfr_hf-*-py3-none-any.whl > /dev/null
 
 "$PYTHON" -m venv "$work/env"
-"$work/env/bin/pip" install -q --upgrade pip
-"$work/env/bin/pip" install -q -c constraints.txt "$work"/dist/hfr_hf-*.whl
+"$work/env/bin/pip" install -q -c constraints.txt "$work"/dist/hfr_hf-*.whl > "$work/install.log" 2>&1 \
+    || { grep -v "^WARNING: Location" "$work/install.log" | tail -30; exit 1; }
 cd "$work"  # away from the checkout: `import hfr_hf` must find the installed wheel
 export PATH="$work/env/bin:$PATH" HF_HUB_OFFLINE=1
 python -c "import hfr_hf, sys; assert hfr_hf.__file__.startswith('$work/env'), hfr_hf.__file__; print('hfr_hf', hfr_hf.__version__, 'from', hfr_hf.__file__)"

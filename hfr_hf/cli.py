@@ -524,6 +524,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        from . import register_auto_classes
+
+        register_auto_classes()  # past --help: saved folders must carry auto_map and the remote-code files
         return args.func(args)
     except UnusableImagesError as error:
         print(

@@ -266,7 +266,10 @@ def convert_checkpoint(
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
     try:
-        model.save_pretrained(staging)
+        from .inference import no_progress_bars
+
+        with no_progress_bars():
+            model.save_pretrained(staging)
         EdgeFaceImageProcessor().save_pretrained(staging)
         if model_card is not None:
             (staging / "README.md").write_text(model_card(variant, Path(checkpoint).name), encoding="utf-8")

@@ -226,3 +226,29 @@ def test_verify_folder_on_a_flat_folder_counts_right_and_says_what_it_wants(asse
     err = capsys.readouterr().err
     assert "one sub-folder of images per person" in err and "found 3 images, 3 directly in" in err
     assert "0 person folders" in err
+
+
+def test_the_console_script_writes_loadable_folders_and_answers_help_without_torch(assets, tmp_path):
+    """`hfr-hf` skips the Auto-class registration at import (for a fast --help); its commands must still write
+    folders with auto_map and the remote-code files."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "hfr-hf"
+    checkpoint = assets / "weights/edgeface/edgeface_xxs_q.pt"
+    done = subprocess.run(
+        [str(script), "convert", str(checkpoint), "--output", str(tmp_path / "m")], capture_output=True
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    config = json.loads((tmp_path / "m/config.json").read_text())
+    assert config["auto_map"]["AutoModel"] == "modeling_edgeface.EdgeFaceModel"
+    assert (tmp_path / "m/modeling_edgeface.py").is_file() and (tmp_path / "m/README.md").is_file()
+    help_only = (
+        "import sys; sys.argv = ['hfr-hf', '--help']\n"
+        "import hfr_hf.cli\n"
+        "try:\n    hfr_hf.cli.main()\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", help_only], capture_output=True, text=True)
+    assert done.stdout.strip().splitlines()[-1] == "False False", done.stderr[-1000:]
