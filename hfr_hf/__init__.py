@@ -4,6 +4,8 @@ Importing the package registers EdgeFace with transformers' Auto classes, and ma
 every saved folder carries `auto_map` and the remote-code files (loadable without this package).
 """
 
+import inspect
+
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 from .configuration_edgeface import EDGEFACE_VARIANTS, EdgeFaceConfig
@@ -23,7 +25,10 @@ __all__ = [
 
 AutoConfig.register(EdgeFaceConfig.model_type, EdgeFaceConfig, exist_ok=True)
 AutoModel.register(EdgeFaceConfig, EdgeFaceModel, exist_ok=True)
-AutoImageProcessor.register(EdgeFaceConfig, slow_image_processor_class=EdgeFaceImageProcessor, exist_ok=True)
+if "image_processor_classes" in inspect.signature(AutoImageProcessor.register).parameters:  # transformers >= 5
+    AutoImageProcessor.register(EdgeFaceConfig, image_processor_classes={"pil": EdgeFaceImageProcessor}, exist_ok=True)
+else:
+    AutoImageProcessor.register(EdgeFaceConfig, slow_image_processor_class=EdgeFaceImageProcessor, exist_ok=True)
 
 EdgeFaceConfig.register_for_auto_class()
 EdgeFaceModel.register_for_auto_class("AutoModel")
