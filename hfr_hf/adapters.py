@@ -161,7 +161,10 @@ class _StageTuningModel(LNTuningModel):
 
 
 def _with_stage_unloading(model: PeftModel) -> PeftModel:
-    """`model` with its LN tuner made a `_StageTuningModel`, so `merge_and_unload()` / `unload()` work on every preset."""
+    """`model` with its LN tuner made a `_StageTuningModel`, so `merge_and_unload()` / `unload()` work on every preset.
+
+    PEFT picks the tuner class from the adapter's `peft_type`; changing the class of this one tuner instead keeps the
+    adapter files plain LN tuning, which `PeftModel.from_pretrained` reads without hfr_hf."""
     if type(model.base_model) is LNTuningModel:
         model.base_model.__class__ = _StageTuningModel
     return model
