@@ -252,7 +252,7 @@ def test_full_preset_is_plain_finetuning(tiny_config):
     assert all(p.requires_grad for p in model.parameters())
 
 
-@pytest.mark.filterwarnings("ignore:Unsupported layer type")
+@pytest.mark.filterwarnings("ignore:Unsupported layer type", "ignore:`is_gradient_checkpointing` is deprecated")
 @pytest.mark.parametrize("made_by", ["hfr_hf", "peft"])
 def test_full_preset_refusal_names_calls_that_work(tiny_config, made_by):
     from peft import get_peft_model
