@@ -9,6 +9,7 @@ them): each of its commands imports what it needs.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 
@@ -49,7 +50,12 @@ def register_auto_classes() -> None:
 
     AutoConfig.register(EdgeFaceConfig.model_type, EdgeFaceConfig, exist_ok=True)
     AutoModel.register(EdgeFaceConfig, EdgeFaceModel, exist_ok=True)
-    AutoImageProcessor.register(EdgeFaceConfig, slow_image_processor_class=EdgeFaceImageProcessor, exist_ok=True)
+    if "image_processor_classes" in inspect.signature(AutoImageProcessor.register).parameters:  # transformers >= 5
+        AutoImageProcessor.register(
+            EdgeFaceConfig, image_processor_classes={"pil": EdgeFaceImageProcessor}, exist_ok=True
+        )
+    else:
+        AutoImageProcessor.register(EdgeFaceConfig, slow_image_processor_class=EdgeFaceImageProcessor, exist_ok=True)
 
     EdgeFaceConfig.register_for_auto_class()
     EdgeFaceModel.register_for_auto_class("AutoModel")

@@ -13,9 +13,12 @@ smallest to largest, are in `ADAPTER_PRESETS`; `full` is plain full fine-tuning 
 
 Two PEFT limits this module works around:
 
-- `LNTuningModel.merge_and_unload()` assumes every target has a `.weight` (its `_replace_module` copies it over), so
-  it fails on whole-stage targets (it works for `ln` and `ln_stem`, whose targets are leaf layers).
-  [`merge_adapter`] merges and unloads with PEFT's own `LNTuningLayer.merge()` and works for every preset.
+- PEFT's `merge_and_unload()` and `unload()` (0.21: `BaseTuner._replace_module`) copy the unwrapped module's
+  `.weight` over, which a whole stage has not, so on a plain `PeftModel` they fail for the stage presets with
+  `AttributeError: 'EdgeFaceStage' object has no attribute 'weight'` (upstream: huggingface/peft#3213). The
+  `PeftModel`s that [`add_adapter`] and [`load_adapter`] return carry a tuner that skips that copy for modules
+  without a weight, so PEFT's calls work for every preset; [`merge_adapter`] does the same through
+  `LNTuningLayer.merge()`, also on a `PeftModel` built by PEFT itself.
 - PEFT's adapter files do not say which base weights an adapter was trained on. [`save_adapter`] writes
   `xedgeface_adapter.json` beside `adapter_config.json` / `adapter_model.safetensors` with the base's name and a
   SHA-256 fingerprint of its weights, and [`load_adapter`] refuses an adapter trained on another base. Plain
@@ -40,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from peft import LNTuningConfig, PeftModel, get_peft_model
+from peft import LNTuningConfig, LNTuningModel, PeftModel, get_peft_model
 from peft.tuners.ln_tuning.layer import LNTuningLayer
 from torch import nn
 
@@ -145,6 +148,28 @@ def _quiet_peft() -> Iterator[None]:
         yield
 
 
+class _StageTuningModel(LNTuningModel):
+    """PEFT's LN tuning, whose unloading also takes back modules without a `.weight` (whole stages): PEFT's
+    `_replace_module` copies the unwrapped module's weight over, which only leaf layers have."""
+
+    def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
+        unwrapping = not hasattr(new_module, "base_layer")
+        if unwrapping and not hasattr(child.get_base_layer(), "weight"):
+            setattr(parent, child_name, new_module)  # the base (or, merged, the trained copy) as it is
+            return
+        super()._replace_module(parent, child_name, new_module, child)
+
+
+def _with_stage_unloading(model: PeftModel) -> PeftModel:
+    """`model` with its LN tuner made a `_StageTuningModel`, so `merge_and_unload()` / `unload()` work on every preset.
+
+    PEFT picks the tuner class from the adapter's `peft_type`; changing the class of this one tuner instead keeps the
+    adapter files plain LN tuning, which `PeftModel.from_pretrained` reads without hfr_hf."""
+    if type(model.base_model) is LNTuningModel:
+        model.base_model.__class__ = _StageTuningModel
+    return model
+
+
 def _tuner_layers(model: nn.Module) -> Iterator[tuple[str, LNTuningLayer]]:
     for name, module in model.named_modules():
         if isinstance(module, LNTuningLayer):
@@ -205,9 +230,10 @@ def add_adapter(
     spec = _get_preset(preset)
     if spec.full:
         if isinstance(model, PeftModel):
+            _with_stage_unloading(model)  # so that the calls named below work on whole-stage adapters too
             raise ValueError(
                 "Full fine-tuning needs the plain EdgeFaceModel, but this one carries PEFT adapters; "
-                "merge or unload them first (merge_adapter(model) or model.unload())."
+                "merge or unload them first (model = model.merge_and_unload() or model = model.unload())."
             )
         _edgeface_base(model).requires_grad_(True)
         return model
@@ -215,7 +241,7 @@ def add_adapter(
     with _quiet_peft():
         if not isinstance(model, PeftModel):
             _edgeface_base(model)
-            return get_peft_model(model, config, adapter_name=adapter_name)
+            return _with_stage_unloading(get_peft_model(model, config, adapter_name=adapter_name))
         if adapter_name in model.peft_config:
             raise ValueError(
                 f"This model already has an adapter named {adapter_name!r}; pick another name or remove it first "
@@ -409,10 +435,11 @@ def load_adapter(
                     f"This model already has an adapter named {adapter_name!r}; load this one under another name."
                 )
             model.load_adapter(adapter_path, adapter_name=adapter_name, is_trainable=is_trainable)
-            return model
-        return PeftModel.from_pretrained(
+            return _with_stage_unloading(model)
+        loaded = PeftModel.from_pretrained(
             _edgeface_base(model), adapter_path, adapter_name=adapter_name, is_trainable=is_trainable
         )
+        return _with_stage_unloading(loaded)
 
 
 def merge_adapter(model: PeftModel, adapter_name: str | None = None) -> EdgeFaceModel:
@@ -420,8 +447,9 @@ def merge_adapter(model: PeftModel, adapter_name: str | None = None) -> EdgeFace
     Merge one adapter into the network and drop the PEFT wrappers: a plain `EdgeFaceModel` that computes the adapted
     embeddings at exactly the base model's size and cost.
 
-    The merge is LN tuning's own (`LNTuningLayer.merge`, which swaps in the trained copy); it replaces PEFT's
-    `merge_and_unload()`, which fails on whole-stage targets. The `PeftModel` is consumed: use the returned model.
+    The merge is LN tuning's own (`LNTuningLayer.merge`, which swaps in the trained copy), so it works on any
+    `PeftModel` with an xEdgeFace adapter, also one PEFT loaded itself, whose `merge_and_unload()` fails on whole-stage
+    targets. The `PeftModel` is consumed: use the returned model.
     """
     if not isinstance(model, PeftModel):
         raise ValueError(f"merge_adapter expects a PeftModel, got {type(model).__name__}; there is nothing to merge.")

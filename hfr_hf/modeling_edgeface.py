@@ -25,6 +25,21 @@ try:  # transformers >= 5: init functions that leave loaded weights alone
 except ImportError:  # transformers 4.x
     from torch.nn import init
 
+try:  # transformers >= 4.52: the layer class `gradient_checkpointing_enable()` switches on
+    from transformers.modeling_layers import GradientCheckpointingLayer
+except ImportError:  # older transformers set `gradient_checkpointing` on any module that has the attribute
+
+    class GradientCheckpointingLayer(nn.Module):
+        """A block that recomputes its activations in the backward pass once gradient checkpointing is enabled."""
+
+        gradient_checkpointing = False
+
+        def __call__(self, *args, **kwargs):
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                return self._gradient_checkpointing_func(super().__call__, *args, **kwargs)
+            return super().__call__(*args, **kwargs)
+
+
 from .configuration_edgeface import EdgeFaceConfig
 
 __all__ = ["EdgeFaceModel", "EdgeFaceModelOutput", "EdgeFacePreTrainedModel", "EdgeFaceLowRankLinear"]
@@ -122,7 +137,7 @@ def layer_scaled(gamma: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     return x if gamma is None else gamma * x
 
 
-class EdgeFaceConvBlock(nn.Module):
+class EdgeFaceConvBlock(GradientCheckpointingLayer):
     """Depth-wise conv, LayerNorm, MLP, layer scale, residual (EdgeNeXt conv encoder)."""
 
     def __init__(self, dim: int, kernel_size: int, drop_path: float, config: EdgeFaceConfig) -> None:
@@ -140,37 +155,39 @@ class EdgeFaceConvBlock(nn.Module):
 
 
 class EdgeFacePositionalEncoding(nn.Module):
-    """Fourier positional encoding projected to the channels (EdgeNeXt's PositionalEncodingFourier)."""
+    """Fourier positional encoding projected to the channels (EdgeNeXt's PositionalEncodingFourier).
 
-    def __init__(self, dim: int, hidden_dim: int = 32, temperature: float = 10000.0) -> None:
+    The sine/cosine features depend on the feature-map size only, which the model fixes (`config.image_size`), so
+    they are a non-persistent buffer: they follow `.to()`, offloading and `torch.export` like any tensor of the model,
+    and the forward pass reads no other module's weights."""
+
+    def __init__(self, dim: int, height: int, width: int, hidden_dim: int = 32, temperature: float = 10000.0) -> None:
         super().__init__()
         self.token_projection = nn.Conv2d(hidden_dim * 2, dim, kernel_size=1)
         self.hidden_dim = hidden_dim
         self.temperature = temperature
-        self._fourier_cache: dict[tuple, torch.Tensor] = {}
+        self.register_buffer("fourier_features", self.compute_fourier_features(height, width), persistent=False)
 
-    def fourier_features(self, height: int, width: int, device: torch.device) -> torch.Tensor:
-        """(1, 2·hidden_dim, H, W) sine/cosine features; they depend on the size only, so they are cached."""
-        key = (height, width, str(device))
-        if key not in self._fourier_cache:
-            eps, scale = 1e-6, 2 * math.pi
-            y = torch.arange(1, height + 1, dtype=torch.float32, device=device).view(1, height, 1)
-            x = torch.arange(1, width + 1, dtype=torch.float32, device=device).view(1, 1, width)
-            y = (y / (height + eps) * scale).expand(1, height, width)
-            x = (x / (width + eps) * scale).expand(1, height, width)
-            dim_t = torch.arange(self.hidden_dim, dtype=torch.float32, device=device)
-            dim_t = self.temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / self.hidden_dim)
-            pos_x = x[..., None] / dim_t
-            pos_y = y[..., None] / dim_t
-            pos_x = torch.stack((pos_x[..., 0::2].sin(), pos_x[..., 1::2].cos()), dim=4).flatten(3)
-            pos_y = torch.stack((pos_y[..., 0::2].sin(), pos_y[..., 1::2].cos()), dim=4).flatten(3)
-            self._fourier_cache[key] = torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2).contiguous()
-        return self._fourier_cache[key]
+    def compute_fourier_features(self, height: int, width: int, device: torch.device | None = None) -> torch.Tensor:
+        """(1, 2·hidden_dim, H, W) float32 sine/cosine features of the positions of an H×W map."""
+        eps, scale = 1e-6, 2 * math.pi
+        y = torch.arange(1, height + 1, dtype=torch.float32, device=device).view(1, height, 1)
+        x = torch.arange(1, width + 1, dtype=torch.float32, device=device).view(1, 1, width)
+        y = (y / (height + eps) * scale).expand(1, height, width)
+        x = (x / (width + eps) * scale).expand(1, height, width)
+        dim_t = torch.arange(self.hidden_dim, dtype=torch.float32, device=device)
+        dim_t = self.temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / self.hidden_dim)
+        pos_x = x[..., None] / dim_t
+        pos_y = y[..., None] / dim_t
+        pos_x = torch.stack((pos_x[..., 0::2].sin(), pos_x[..., 1::2].cos()), dim=4).flatten(3)
+        pos_y = torch.stack((pos_y[..., 0::2].sin(), pos_y[..., 1::2].cos()), dim=4).flatten(3)
+        return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2).contiguous()
 
     def forward(self, height: int, width: int) -> torch.Tensor:
-        weight = self.token_projection.weight
-        features = self.fourier_features(height, width, weight.device).to(weight.dtype)
-        return self.token_projection(features)
+        features = self.fourier_features
+        if tuple(features.shape[-2:]) != (height, width):  # a map of another size than the config's
+            features = self.compute_fourier_features(height, width, features.device)
+        return self.token_projection(features.to(self.token_projection.weight.dtype))
 
 
 class EdgeFaceCrossCovarianceAttention(nn.Module):
@@ -197,18 +214,26 @@ class EdgeFaceCrossCovarianceAttention(nn.Module):
         return self.proj(x.reshape(batch, channels, tokens).transpose(1, 2))
 
 
-class EdgeFaceSplitTransposeBlock(nn.Module):
+class EdgeFaceSplitTransposeBlock(GradientCheckpointingLayer):
     """SDTA block: multi-scale depth-wise convs over channel groups, transposed attention, MLP."""
 
     def __init__(
-        self, dim: int, num_scales: int, num_heads: int, use_pos_emb: bool, drop_path: float, config: EdgeFaceConfig
+        self,
+        dim: int,
+        num_scales: int,
+        num_heads: int,
+        use_pos_emb: bool,
+        drop_path: float,
+        config: EdgeFaceConfig,
+        side: int,
     ) -> None:
         super().__init__()
         width = max(int(math.ceil(dim / num_scales)), int(math.floor(dim // num_scales)))
         self.convs = nn.ModuleList(
             nn.Conv2d(width, width, 3, padding=1, groups=width) for _ in range(max(1, num_scales - 1))
         )
-        self.pos_embd = EdgeFacePositionalEncoding(dim) if use_pos_emb else None
+        # `side`: of this block's square feature map, the size of the positional encoding's features
+        self.pos_embd = EdgeFacePositionalEncoding(dim, side, side) if use_pos_emb else None
         self.norm_xca = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         self.gamma_xca = nn.Parameter(torch.full((dim,), config.layer_scale_init_value))
         self.xca = EdgeFaceCrossCovarianceAttention(dim, num_heads, config)
@@ -253,6 +278,7 @@ class EdgeFaceStage(nn.Module):
                 nn.Conv2d(in_dim, dim, kernel_size=2, stride=2),
             )
         depth, n_global = config.depths[index], config.global_block_counts[index]
+        side = (config.image_size // 4) >> index  # stride-4 stem, then stride 2 per stage after the first
         blocks = []
         for i in range(depth):
             if i < depth - n_global:
@@ -266,6 +292,7 @@ class EdgeFaceStage(nn.Module):
                         config.use_pos_emb[index],
                         drop_paths[i],
                         config,
+                        side,
                     )
                 )
         self.blocks = nn.Sequential(*blocks)
@@ -292,6 +319,7 @@ class EdgeFacePreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     _no_split_modules = ["EdgeFaceConvBlock", "EdgeFaceSplitTransposeBlock"]
+    supports_gradient_checkpointing = True  # per block (EdgeFaceConvBlock, EdgeFaceSplitTransposeBlock)
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
@@ -308,6 +336,13 @@ class EdgeFacePreTrainedModel(PreTrainedModel):
                 init.constant_(module.gamma_xca, self.config.layer_scale_init_value)
         elif isinstance(module, EdgeFaceCrossCovarianceAttention):
             init.ones_(module.temperature)
+        elif isinstance(module, EdgeFacePositionalEncoding):  # a buffer, rebuilt after meta-device loading
+            features = module.compute_fourier_features(*module.fourier_features.shape[-2:])
+            if hasattr(init, "copy_"):
+                init.copy_(module.fourier_features, features)
+            else:
+                with torch.no_grad():
+                    module.fourier_features.copy_(features)
 
 
 class EdgeFaceModel(EdgeFacePreTrainedModel):
@@ -356,7 +391,10 @@ class EdgeFaceModel(EdgeFacePreTrainedModel):
     ) -> EdgeFaceModelOutput | tuple:
         """Embed a batch of aligned faces, `pixel_values` of shape (N, 3, 112, 112) in [-1, 1]."""
         self._check_pixel_values(pixel_values)
-        output_hidden_states = bool(output_hidden_states)
+        # Arguments left as None fall back to the config, as in every transformers model.
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
 
         x = self.stem(pixel_values)

@@ -166,13 +166,12 @@ class _EmbeddingsOnly(nn.Module):
 
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
-    """Silence exporter chatter that says nothing about the user's model: torchvision ops it skips, torch-internal
-    deprecations, and the positional encoding's size-keyed cache (a constant of the graph) being filled."""
+    """Silence exporter chatter that says nothing about the user's model: torchvision ops it skips and torch-internal
+    deprecations."""
     loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
     levels = [logger.level for logger in loggers]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", message=r"The tensor attribute .*_fourier_cache")
         for logger in loggers:
             logger.setLevel(logging.ERROR)
         try:

@@ -252,6 +252,22 @@ def test_full_preset_is_plain_finetuning(tiny_config):
     assert all(p.requires_grad for p in model.parameters())
 
 
+@pytest.mark.filterwarnings("ignore:Unsupported layer type", "ignore:`is_gradient_checkpointing` is deprecated")
+@pytest.mark.parametrize("made_by", ["hfr_hf", "peft"])
+def test_full_preset_refusal_names_calls_that_work(tiny_config, made_by):
+    from peft import get_peft_model
+
+    base = tiny_model(tiny_config)
+    if made_by == "hfr_hf":
+        adapted = add_adapter(base, "ln_stem_s01")
+    else:
+        adapted = get_peft_model(base, adapter_config("ln_stem_s01", base))
+    with pytest.raises(ValueError, match=r"model\.merge_and_unload\(\) or model = model\.unload\(\)"):
+        add_adapter(adapted, "full")
+    plain = adapted.unload()  # the call the message names, on a whole-stage adapter
+    assert add_adapter(plain, "full") is plain and isinstance(plain, EdgeFaceModel)
+
+
 def test_fingerprint_tracks_the_base_weights(tiny_config):
     model = tiny_model(tiny_config)
     fingerprint = base_fingerprint(model)

@@ -114,3 +114,51 @@ def test_save_and_load_through_auto_class(tmp_path):
     assert (tmp_path / "preprocessor_config.json").is_file()
     loaded = AutoImageProcessor.from_pretrained(tmp_path)
     assert isinstance(loaded, EdgeFaceImageProcessor) and loaded.resample == "bilinear"
+
+
+def test_unknown_arguments_are_named_in_a_warning(processor):
+    with pytest.warns(UserWarning, match="do_normalise"):
+        out = pixel_values(processor, np.zeros((112, 112, 3), np.uint8), do_normalise=False)
+    assert out.min().item() == -1.0  # the misspelt option was not applied
+
+
+@pytest.mark.parametrize("channels", [1, 2, 4])
+def test_do_convert_rgb_false_keeps_the_channels(processor, channels):
+    image = np.random.default_rng(4).integers(0, 256, (112, 112, channels), dtype=np.uint8)
+    kept = pixel_values(processor, image, do_convert_rgb=False, image_mean=[0.5], image_std=[0.5])
+    assert kept.shape == (1, channels, 112, 112)
+    torch.testing.assert_close(kept[0, 0], pixel_values(processor, image)[0, 0])
+    assert (
+        EdgeFaceImageProcessor(do_convert_rgb=False)(image, image_mean=0.5, image_std=0.5).pixel_values.shape[1]
+        == channels
+    )
+
+
+def test_do_convert_rgb_false_refuses_a_mean_of_another_length(processor):
+    with pytest.raises(ValueError, match="image_mean has 3 values but the images have 4 channels"):
+        processor(np.zeros((112, 112, 4), np.uint8), do_convert_rgb=False)
+    with pytest.raises(ValueError, match=r"have \[1, 3\] channels, which cannot form one batch"):
+        processor([np.zeros((112, 112), np.uint8), np.zeros((112, 112, 3), np.uint8)], do_convert_rgb=False)
+
+
+def test_rescale_and_layout_options_are_honoured(processor):
+    image = np.full((112, 112, 3), 51, np.uint8)
+    assert pixel_values(processor, image, do_rescale=False, do_normalize=False).unique().tolist() == [51.0]
+    assert pixel_values(processor, image, rescale_factor=1 / 51, do_normalize=False).unique().tolist() == [1.0]
+    assert pixel_values(processor, image, data_format="channels_last").shape == (1, 112, 112, 3)
+
+
+def test_options_round_trip_through_the_config(tmp_path):
+    EdgeFaceImageProcessor(do_convert_rgb=False, do_rescale=False).save_pretrained(tmp_path)
+    loaded = AutoImageProcessor.from_pretrained(tmp_path)
+    assert loaded.do_convert_rgb is False and loaded.do_rescale is False
+
+
+def test_registered_as_the_pil_backend():
+    from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING
+
+    from hfr_hf import EdgeFaceConfig
+    from hfr_hf.image_processing_edgeface import EdgeFaceImageProcessorKwargs
+
+    assert IMAGE_PROCESSOR_MAPPING[EdgeFaceConfig] == {"pil": EdgeFaceImageProcessor}
+    assert EdgeFaceImageProcessor.valid_kwargs is EdgeFaceImageProcessorKwargs

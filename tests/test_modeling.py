@@ -122,3 +122,90 @@ def test_drop_path_is_active_only_in_training(tiny_config):
 def test_bad_input_is_named(tiny_model, shape, message):
     with pytest.raises(ValueError, match=message):
         tiny_model(torch.randn(*shape))
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_output_hidden_states_falls_back_to_the_config(tiny_config, flag):
+    config = EdgeFaceConfig(**{**tiny_config.to_dict(), "output_hidden_states": flag})
+    model = EdgeFaceModel(config).eval()
+    pixel_values = torch.randn(1, 3, 32, 32)
+    assert (model(pixel_values).hidden_states is not None) is flag
+    assert (model(pixel_values, output_hidden_states=not flag).hidden_states is not None) is (not flag)
+
+
+def test_return_dict_falls_back_to_the_config(tiny_config):
+    model = EdgeFaceModel(EdgeFaceConfig(**{**tiny_config.to_dict(), "return_dict": False})).eval()
+    assert isinstance(model(torch.randn(1, 3, 32, 32)), tuple)
+
+
+def test_positional_encoding_is_a_buffer_rebuilt_on_loading(tiny_model, tmp_path):
+    encoding = tiny_model.stages[1].blocks[-1].pos_embd
+    assert "fourier_features" in dict(encoding.named_buffers())
+    assert not any("fourier" in key for key in tiny_model.state_dict())  # not saved: it is computed
+    tiny_model.save_pretrained(tmp_path)
+    loaded = EdgeFaceModel.from_pretrained(tmp_path).stages[1].blocks[-1].pos_embd.fourier_features
+    torch.testing.assert_close(loaded, encoding.compute_fourier_features(4, 4), rtol=0, atol=0)
+
+
+def _offload_cases(tmp_path):
+    from accelerate import cpu_offload, disk_offload
+
+    yield "cpu_offload", lambda: cpu_offload(EdgeFaceModel.from_pretrained(tmp_path), execution_device="cpu")
+    yield "disk_offload", lambda: disk_offload(EdgeFaceModel.from_pretrained(tmp_path), tmp_path / "disk", "cpu")
+    # stage 1 holds the positional encoding; its weights on disk, the others in memory
+    device_map = {"stem": "cpu", "stages.0": "cpu", "stages.1": "disk", "stages.2": "cpu", "stages.3": "cpu"}
+    yield (
+        "device_map",
+        lambda: EdgeFaceModel.from_pretrained(
+            tmp_path, device_map={**device_map, "head": "cpu"}, offload_folder=tmp_path / "map"
+        ),
+    )
+    yield (
+        "max_memory",
+        lambda: EdgeFaceModel.from_pretrained(
+            tmp_path, device_map="auto", max_memory={"cpu": 20_000}, offload_folder=tmp_path / "auto"
+        ),
+    )
+
+
+def test_offloaded_model_gives_the_same_embeddings(tiny_model, tmp_path, one_torch_thread):
+    tiny_model.save_pretrained(tmp_path)
+    pixel_values = torch.randn(2, 3, 32, 32)
+    expected = tiny_model(pixel_values).embeddings
+    for name, load in _offload_cases(tmp_path):
+        model = load().eval()
+        offloaded = model.stages[1].blocks[-1].pos_embd.token_projection.weight
+        assert offloaded.device.type == "meta", name  # really offloaded: weights arrive at forward time only
+        torch.testing.assert_close(model(pixel_values).embeddings, expected, msg=name)
+
+
+@pytest.mark.parametrize("use_reentrant", [False, True])
+def test_gradient_checkpointing_gives_the_plain_gradients(tiny_config, use_reentrant, one_torch_thread):
+    torch.manual_seed(0)
+    model = EdgeFaceModel(tiny_config).train()
+    pixel_values = torch.randn(2, 3, 32, 32)
+
+    def gradients():
+        model.zero_grad()
+        model(pixel_values).embeddings.square().sum().backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    plain = gradients()
+    calls = []  # of a layer inside a checkpointed block
+    model.stages[1].blocks[-1].xca.register_forward_pre_hook(lambda *_: calls.append(1))
+    model.activation_checkpointing_enable({"use_reentrant": use_reentrant})
+    assert model.is_activation_checkpointing
+    checkpointed = gradients()
+    assert len(calls) == 2  # the block ran again in the backward pass: its activations were not kept
+    assert checkpointed.keys() == plain.keys()
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_torch_export_matches_eager_and_warns_of_nothing(tiny_model, recwarn):
+    pixel_values = torch.randn(2, 3, 32, 32)
+    program = torch.export.export(tiny_model, (pixel_values,))
+    assert not [w for w in recwarn if "fourier" in str(w.message)], [str(w.message) for w in recwarn]
+    assert any("fourier_features" in name for name in program.graph_signature.buffers)
+    exported = program.module()(pixel_values)
+    torch.testing.assert_close(exported["embeddings"], tiny_model(pixel_values).embeddings)
