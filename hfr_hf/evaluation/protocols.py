@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import read_csv_rows
+
 __all__ = [
     "IdentificationProtocol",
     "VerificationProtocol",
@@ -152,12 +154,21 @@ def read_protocol(path: str | os.PathLike) -> VerificationProtocol | Identificat
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Protocol {path} does not exist.")
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames:
-            raise ValueError(f"Protocol {path} is empty; it needs a CSV header.")
-        columns = [_ALIASES.get(c.strip().lower(), c.strip().lower()) for c in reader.fieldnames]
-        rows = [dict(zip(columns, (v.strip() if v else "" for v in row.values()))) for row in reader]
+    header, *table = read_csv_rows(path, "Protocol") or [[]]
+    if not header:
+        raise ValueError(f"Protocol {path} is empty; it needs a CSV header.")
+    columns = [_ALIASES.get(c.strip().lower(), c.strip().lower()) for c in header]
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise ValueError(f"Protocol {path} has the column(s) {', '.join(map(repr, twice))} more than once.")
+    rows = []
+    for line, row in enumerate(table, start=2):
+        if len(row) != len(columns):
+            raise ValueError(
+                f"Protocol {path}: row {line} has {len(row)} fields, the header {len(columns)}; give every row one "
+                "value per column."
+            )
+        rows.append(dict(zip(columns, (v.strip() for v in row))))
     if not rows:
         raise ValueError(f"Protocol {path} has a header but no rows.")
     folds = [r.get("fold") or "0" for r in rows]
