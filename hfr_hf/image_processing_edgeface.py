@@ -206,6 +206,10 @@ class EdgeFaceImageProcessor(BaseImageProcessor):
             return [images]
         ndim = getattr(images, "ndim", None)
         if ndim == 4:
+            if len(images) == 0:
+                raise ValueError(
+                    f"The batch of images is empty (shape {tuple(images.shape)}); there is no face to process."
+                )
             return list(images)
         return [images]
 

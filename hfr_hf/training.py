@@ -10,6 +10,9 @@ The loop (used by `scripts/train.py`, `accelerate launch scripts/train.py --conf
 - each optimiser step logs the loss terms (tqdm on the main process, a CSV file in `output/logs/`, TensorBoard too
   when it is installed); `accelerator.save_state` checkpoints go to `output/checkpoints/step_XXXXXX`, written to a
   temporary folder and renamed, so `resume=True` never picks a half-written one and continues at the saved step;
+  a resume refuses settings that change the optimisation, passes over a checkpoint that does not load (with a
+  warning), puts back the checkpoint's best adapter, cuts logs/metrics.csv back to the checkpoint and removes what a
+  killed run left half-written (`.tmp-*`, `.adapter-*`); adapters are written beside their folder and renamed onto it;
 - every epoch, cross-spectral verification on the validation identities keeps the best adapter
   (`output/best_adapter`, lowest EER); the last one goes to `output/adapter`; `output/report.json` compares the frozen
   model and the adapted one on the test identities.
@@ -26,6 +29,7 @@ import resource
 import shutil
 import time
 import typing
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -37,7 +41,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from .adapters import ADAPTER_PRESETS, DEFAULT_ADAPTER_PRESET, add_adapter, save_adapter
-from .files import TMP_PREFIX, write_json
+from .files import TMP_PREFIX, write_atomic, write_json
 from .image_processing_edgeface import EdgeFaceImageProcessor
 from .inference import load_model
 from .losses import XEdgeFaceLoss, XEdgeFaceLossConfig, teacher_embeddings
@@ -60,6 +64,10 @@ __all__ = [
 CHECKPOINT_PREFIX = "step_"
 _CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
 STATE_NAME = "trainer_state.json"
+BEST_ADAPTER = "best_adapter"  # in the output folder, and its copy inside every checkpoint
+# Settings a resumed run may change: they do not touch the optimisation (the checkpoint's optimiser state, schedule
+# and batch position stay valid). Any other difference is refused, see `_check_resume`.
+RESUMABLE_CHANGES = ("output_dir", "checkpoint_every", "checkpoints_total_limit", "log_every", "num_workers")
 SCHEDULERS = ("cosine", "constant_with_warmup", "constant", "linear")
 DATA_TYPES = ("auto", "pairs_csv", "folders", "pseudo")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
@@ -528,6 +536,9 @@ class TrainingState:
     validated_epochs: list[int] = field(default_factory=list)
     validation: list[dict] = field(default_factory=list)
     epoch_times: list[float] = field(default_factory=list)
+    epoch_elapsed: float = 0.0  # seconds of training spent in `epoch` so far, so a resumed epoch is timed whole
+    logged_rows: int | None = None  # data rows of logs/metrics.csv when saved; a resume cuts the file back to them
+    settings: dict | None = None  # the run's config and process count, checked by a resume (`_check_resume`)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -571,6 +582,9 @@ def save_checkpoint(
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        best = Path(output_dir) / BEST_ADAPTER
+        if state.best_eer is not None and best.is_dir():  # so a resume can put back the best adapter of this step
+            shutil.copytree(best, tmp / BEST_ADAPTER)
         write_json(tmp / STATE_NAME, state.to_dict())
         if final.exists():  # the same step saved again (e.g. the end of a resumed run): replace it
             old = root / f"{TMP_PREFIX}old-{final.name}"
@@ -587,9 +601,108 @@ def save_checkpoint(
     return final
 
 
-def _load_checkpoint(accelerator, path: Path) -> TrainingState:
-    accelerator.load_state(str(path))
-    return TrainingState(**json.loads((path / STATE_NAME).read_text()))
+def _read_state(path: Path) -> TrainingState:
+    """The `trainer_state.json` of a checkpoint; a ValueError when it is cut short or not one."""
+    try:
+        return TrainingState(**json.loads((path / STATE_NAME).read_text()))
+    except (OSError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path / STATE_NAME} is not a readable training state ({error})") from error
+
+
+def _load_checkpoint(accelerator, candidates: Sequence[Path]) -> tuple[Path, TrainingState]:
+    """Load the newest of `candidates` (newest first) that loads whole; a broken one (a truncated model.safetensors,
+    optimiser or state file) is passed over with a warning naming it."""
+    broken = []
+    for path in candidates:
+        try:
+            state = _read_state(path)
+            accelerator.load_state(str(path))  # replaces every weight, optimiser and RNG state it holds
+        except Exception as error:  # safetensors, pickle and torch each raise their own kind for a cut-short file
+            broken.append(f"{path.name} ({type(error).__name__}: {str(error)[:200]})")
+            warnings.warn(f"Checkpoint {path} cannot be loaded ({error}); trying the one before it.", stacklevel=2)
+            continue
+        return path, state
+    raise ValueError(
+        f"None of the {len(broken)} checkpoints in {candidates[0].parent} can be loaded: {'; '.join(broken)}. "
+        "Delete that folder to start the run again."
+    )
+
+
+def _settings(config: TrainingConfig, num_processes: int) -> dict:
+    values = _flat(config.to_dict())
+    for key in ("model", "data", "split_file"):  # the same folder named relatively or absolutely is the same
+        if values.get(key) and Path(values[key]).exists():
+            values[key] = str(Path(values[key]).resolve())
+    return {**values, "num_processes": num_processes}
+
+
+def _check_resume(saved: dict | None, current: dict, checkpoint: Path) -> None:
+    """Refuse to resume with settings that change the optimisation (the saved optimiser state, schedule and batch
+    position would belong to another run); the error names every setting that differs."""
+    if saved is None:
+        warnings.warn(f"{checkpoint} records no settings (an older run); they cannot be checked.", stacklevel=2)
+        return
+    differ = [
+        f"{key} {saved.get(key)!r} → {current.get(key)!r}"
+        for key in sorted(set(saved) | set(current))
+        if key not in RESUMABLE_CHANGES and saved.get(key) != current.get(key)
+    ]
+    if differ:
+        raise ValueError(
+            f"--resume would continue {checkpoint} with other settings: {', '.join(differ)}. Its optimiser state, "
+            "learning-rate schedule and batch position belong to the old ones; resume with the settings it was "
+            f"started with, or start a new run in another output_dir (only {', '.join(RESUMABLE_CHANGES)} may change)."
+        )
+
+
+def _clean_leftovers(output_dir: Path) -> None:
+    """Remove what a killed run left half-written: temporary folders and files (`.tmp-*`, PEFT's `.adapter-*`) in
+    the output folder, its checkpoints and logs. A folder moved aside just before its replacement was renamed into
+    place (`.tmp-old-NAME` with no NAME) is moved back instead."""
+    for folder in (output_dir, output_dir / "checkpoints", output_dir / "logs"):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if not path.name.startswith((TMP_PREFIX, ".adapter-")):
+                continue
+            original = folder / path.name.removeprefix(f"{TMP_PREFIX}old-")
+            if path.name.startswith(f"{TMP_PREFIX}old-") and not original.exists():
+                os.replace(path, original)
+            elif path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
+def _restore_best_adapter(output_dir: Path, checkpoint: Path, state: TrainingState) -> None:
+    """Make `output/best_adapter` the one of the checkpoint, before any step runs: the interrupted run may have
+    written a newer one (or half of one) after it, and the resumed run compares against the checkpoint's EER."""
+    target, saved = output_dir / BEST_ADAPTER, checkpoint / BEST_ADAPTER
+    if state.best_eer is None:
+        if target.exists():
+            shutil.rmtree(target)  # written after this checkpoint; the resumed run writes it again
+        return
+    if saved.is_dir():
+        tmp = output_dir / f"{TMP_PREFIX}{BEST_ADAPTER}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(saved, tmp)
+        _swap_into_place(tmp, target)
+    elif not any((target / name).is_file() for name in ("adapter_model.safetensors", "model.safetensors")):
+        raise ValueError(
+            f"{checkpoint} says the best adapter so far (validation EER {state.best_eer:.4f}, step {state.best_step}) "
+            f"is in {target}, but it is not there; put it back, or resume from a checkpoint that holds a copy of it."
+        )
+
+
+def _swap_into_place(tmp: Path, target: Path) -> None:
+    """Rename the finished folder `tmp` onto `target`; a kill between the two renames leaves `.tmp-old-NAME`, which
+    [`_clean_leftovers`] moves back."""
+    old = target.with_name(f"{TMP_PREFIX}old-{target.name}")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------------------- tracking
@@ -608,15 +721,33 @@ class CSVTracker:
     def __init__(self, logging_dir: str | os.PathLike, resume_step: int | None = None) -> None:
         self.path = Path(logging_dir) / "metrics.csv"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume_step is not None and self.path.is_file():
-            # rows logged after the checkpoint by the interrupted run are replaced by the resumed run's
-            with open(self.path, newline="") as handle:
-                kept = [row for row in csv.reader(handle) if row[0] == "step" or int(row[0]) <= resume_step]
-            with open(self.path, "w", newline="") as handle:
-                csv.writer(handle).writerows(kept)
+        if resume_step is not None:
+            self.rewind(step=resume_step)
         if not self.path.is_file():
             with open(self.path, "w", newline="") as handle:
                 csv.writer(handle).writerow(["step", "name", "value"])
+        with open(self.path, newline="") as handle:
+            self.rows = sum(1 for _ in csv.reader(handle)) - 1  # data rows written so far (see TrainingState)
+
+    def rewind(self, rows: int | None = None, step: int | None = None) -> None:
+        """Drop what the interrupted run logged after its checkpoint, which the resumed run logs again: every row
+        after the first `rows` (as the checkpoint counted them), or, for a checkpoint without a count, after `step`.
+        """
+        if not self.path.is_file():
+            return
+        with open(self.path, newline="") as handle:
+            header, *data = list(csv.reader(handle))
+        if rows is not None:
+            kept = data[:rows]
+        else:
+            kept = [row for row in data if row and row[0].isdigit() and int(row[0]) <= step]
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w", newline="") as handle:
+                csv.writer(handle).writerows([header, *kept])
+
+        write_atomic(self.path, write)
+        self.rows = len(kept)
 
     @property
     def tracker(self) -> CSVTracker:
@@ -633,6 +764,7 @@ class CSVTracker:
             writer = csv.writer(handle)
             for key, value in values.items():
                 writer.writerow([step, key, float(value)])
+                self.rows += 1
 
     def finish(self) -> None:
         pass
@@ -707,12 +839,10 @@ def train(
 
     started = time.perf_counter()
     output_dir = Path(config.output_dir)
-    checkpoint = latest_checkpoint(output_dir) if resume else None
-    resume_state = TrainingState(**json.loads((checkpoint / STATE_NAME).read_text())) if checkpoint else None
+    candidates = list_checkpoints(output_dir)[::-1] if resume else []  # newest first
     mixed_precision = _resolve_mixed_precision(config.mixed_precision, config.cpu)
-    trackers: list[Any] = [
-        _make_tracker_class()(output_dir / "logs", resume_step=resume_state.global_step if resume_state else None)
-    ]
+    csv_tracker = _make_tracker_class()(output_dir / "logs")
+    trackers: list[Any] = [csv_tracker]
     if is_tensorboard_available():
         trackers.append("tensorboard")
     accelerator = Accelerator(
@@ -724,6 +854,17 @@ def train(
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=False),
     )
     set_seed(config.seed)
+    settings = _settings(config, accelerator.num_processes)
+    if accelerator.is_main_process:
+        _clean_leftovers(output_dir)
+    for candidate in candidates:  # before any work: a resume with other settings is refused at once
+        try:
+            saved = _read_state(candidate)
+        except ValueError:
+            continue  # broken: `_load_checkpoint` below says so and falls back
+        _check_resume(saved.settings, settings, candidate)
+        break
+    accelerator.wait_for_everyone()
 
     # data
     splits = build_datasets(config)
@@ -774,10 +915,16 @@ def train(
     unwrapped = accelerator.unwrap_model(model)
     needs_teacher = config.loss.self_distillation_weight > 0 or config.loss.cross_distillation_weight > 0
 
-    state = TrainingState()
-    if checkpoint is not None:
-        state = _load_checkpoint(accelerator, checkpoint)
-        # Best-adapter weights of the interrupted run live in output/best_adapter; keep comparing against its EER.
+    state, checkpoint = TrainingState(), None
+    if candidates:
+        checkpoint, state = _load_checkpoint(accelerator, candidates)
+        _check_resume(state.settings, settings, checkpoint)  # an older checkpoint than the one checked above
+        if accelerator.is_main_process:
+            # Best-adapter weights of the interrupted run live in output/best_adapter; keep comparing against its EER.
+            _restore_best_adapter(output_dir, checkpoint, state)
+            csv_tracker.rewind(state.logged_rows, state.global_step)
+        accelerator.wait_for_everyone()
+    state.settings = settings
     best_weights = None
     accelerator.init_trackers("xedgeface", config=_flat(config.to_dict()))
 
@@ -796,7 +943,7 @@ def train(
             if eer is not None and (state.best_eer is None or eer < state.best_eer):
                 state.best_eer, state.best_epoch, state.best_step = eer, epoch, state.global_step
                 best_weights = {n: p.detach().cpu().clone() for n, p in unwrapped.named_parameters() if p.requires_grad}
-                _save_model(unwrapped, output_dir / "best_adapter", config.adapter_name, processor)
+                _save_model(unwrapped, output_dir / BEST_ADAPTER, config.adapter_name, processor)
         state.validated_epochs.append(epoch)
         accelerator.wait_for_everyone()
 
@@ -805,8 +952,8 @@ def train(
     )
     model.train()
     for epoch in range(state.epoch, num_epochs):
-        if state.global_step >= total_steps:
-            break
+        if state.global_step >= total_steps and state.batches_done < batches_per_epoch:
+            break  # (resumed on the last batch of an epoch, the epoch still gets its time and its validation)
         state.epoch = epoch
         pair_transform.set_epoch(epoch)
         sampler.set_epoch(epoch)
@@ -815,7 +962,7 @@ def train(
         # Accelerate's loaders re-seed the sampler from their own iteration count on every pass, which a resumed
         # run (or a fresh skip loader) does not share with the interrupted one: set it to the epoch explicitly.
         epoch_loader.set_epoch(epoch)
-        epoch_start, processed = time.perf_counter(), 0
+        epoch_start, processed = time.perf_counter() - state.epoch_elapsed, 0
         for batch in epoch_loader:
             processed += 1
             with accelerator.accumulate(model):
@@ -851,13 +998,16 @@ def train(
                 {k: f"{logged[k]:.4f}" for k in ("loss", "contrastive", "self_distillation") if k in logged}
             )
             if config.checkpoint_every and state.global_step % config.checkpoint_every == 0:
+                state.epoch_elapsed, state.logged_rows = time.perf_counter() - epoch_start, csv_tracker.rows
                 save_checkpoint(accelerator, output_dir, state, config.checkpoints_total_limit)
             if step_callback is not None:
                 step_callback(state)
             if state.global_step >= total_steps:
                 break
-        if processed:
+        # timed whole when resumed on its last batch too (nothing left to run, but its time is in the checkpoint)
+        if processed or state.batches_done >= batches_per_epoch:
             state.epoch_times.append(time.perf_counter() - epoch_start)
+        state.epoch_elapsed = 0.0
         if state.batches_done >= batches_per_epoch:  # the epoch is complete
             if epoch not in state.validated_epochs:
                 validate(epoch)
@@ -867,11 +1017,12 @@ def train(
         validate(state.epoch)  # stopped part-way through an epoch by max_steps: validate what was trained
     last = latest_checkpoint(output_dir)
     if last is None or last.name != f"{CHECKPOINT_PREFIX}{state.global_step:06d}":
+        state.logged_rows = csv_tracker.rows
         save_checkpoint(accelerator, output_dir, state, config.checkpoints_total_limit)
 
     report: dict = {}
     adapter_path = output_dir / "adapter"
-    best_path = output_dir / "best_adapter" if state.best_eer is not None else None
+    best_path = output_dir / BEST_ADAPTER if state.best_eer is not None else None
     if accelerator.is_main_process:
         _save_model(unwrapped, adapter_path, config.adapter_name, processor)
         test = {}
@@ -951,13 +1102,19 @@ def _flat(values: dict, prefix: str = "") -> dict:
 
 
 def _save_model(model: nn.Module, path: Path, adapter_name: str, processor: EdgeFaceImageProcessor) -> None:
+    """The adapter (or, for full fine-tuning, the whole model with its preprocessor, a folder that load_model and
+    AutoImageProcessor open) into `path` as one folder: written beside it, then renamed onto it, so a kill leaves the
+    old folder or the new one, never a mix."""
     from peft import PeftModel
 
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
     if isinstance(model, PeftModel):
-        save_adapter(model, path, adapter_name)
-    else:  # full fine-tuning: the whole model, a folder that load_model and AutoImageProcessor open
-        model.save_pretrained(path)
-        processor.save_pretrained(path)
+        save_adapter(model, tmp, adapter_name)
+    else:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+    _swap_into_place(tmp, path)
 
 
 def _assign(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
+from dataclasses import MISSING, fields
 
 from hfr_hf.losses import XEdgeFaceLossConfig
 from hfr_hf.training import TrainingConfig, load_config, train
@@ -21,8 +21,13 @@ def config_help() -> str:
         for f in fields(cls):
             if f.name == "loss":
                 continue
-            default = "required" if f.default is f.default_factory is None else f.default
-            lines.append(f"  --{prefix}{f.name} (default {default!r}): {f.metadata.get('help', '')}")
+            if f.default is not MISSING:
+                default = f"default {f.default!r}"
+            elif f.default_factory is not MISSING:
+                default = f"default {f.default_factory()!r}"
+            else:
+                default = "required"
+            lines.append(f"  --{prefix}{f.name} ({default}): {f.metadata.get('help', '')}")
     return "\n".join(lines)
 
 

@@ -67,6 +67,7 @@ def test_verification_with_four_column_scores(tiny_folder, assets, tmp_path):
         (["--protocol", "{tmp}/gone.csv"], "Protocol"),
         (["--protocol", "{tmp}/missing.csv"], "2 of 3 protocol images are missing"),
         (["--protocol", "{tmp}/pairs.csv", "--adapter", "{tmp}/no_adapter"], "adapter"),
+        (["--protocol", "{tmp}/climbing.csv"], "2 of 3 protocol paths are not inside the root folder"),
     ],
 )
 def test_evaluate_errors(tiny_folder, assets, tmp_path, capsys, extra, message):
@@ -74,6 +75,9 @@ def test_evaluate_errors(tiny_folder, assets, tmp_path, capsys, extra, message):
         tmp_path / "missing.csv", [("s1/1.pgm", "s1/99.pgm", 1), ("s1/1.pgm", "nobody/1.pgm", 0)]
     )
     write_verification_protocol(tmp_path / "pairs.csv", [("s1/1.pgm", "s1/2.pgm", 1), ("s1/1.pgm", "s2/1.pgm", 0)])
+    write_verification_protocol(
+        tmp_path / "climbing.csv", [("s1/1.pgm", "../../../../etc/passwd", 1), ("s1/1.pgm", str(assets / "x.pgm"), 0)]
+    )
     argv = [
         "evaluate",
         "--model",

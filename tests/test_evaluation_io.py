@@ -90,6 +90,24 @@ def test_missing_files_are_all_listed(tmp_path):
     assert "gone1.png" in str(error.value) and "sub/gone2.png" in str(error.value)
 
 
+@pytest.mark.parametrize(
+    "path",
+    ["../secret.png", "../../../etc/passwd", "/etc/passwd", "sub/../../secret.png", "link/secret.png", "a\x00b.png"],
+)
+def test_paths_outside_the_root_are_refused(tmp_path, path):
+    root, outside = tmp_path / "root", tmp_path / "elsewhere"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(PNG)
+    (tmp_path / "secret.png").write_bytes(PNG)
+    (root / "here.png").write_bytes(PNG)
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ValueError, match="1 of 2 protocol paths are not inside the root folder") as error:
+        check_files(["here.png", path], root)
+    assert repr(path) in str(error.value)
+    assert check_files(["here.png", "sub/../here.png"], root)[1].resolve() == (root / "here.png").resolve()
+
+
 def test_evaluate_protocol_from_embeddings(tmp_path):
     e = {"a1": [1.0, 0.0], "a2": [0.9, 0.1], "b1": [0.0, 1.0], "b2": [0.1, 0.9]}
     embeddings = {k: np.array(v) for k, v in e.items()}

@@ -407,3 +407,27 @@ def test_huge_uploads_are_refused_before_decoding(side, message, tmp_path):
 
     with pytest.raises(SpaceError, match=message):
         read_image(png_header(tmp_path / "bomb.png", side, side))
+
+
+def test_identical_crops_are_returned_under_names_of_their_own(tmp_path, monkeypatch):
+    """Gradio names returned arrays by their content and rewrites that file for every request returning the same
+    image, racing a client still downloading it; the app returns each image as a PNG of its own instead."""
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    import app  # spaces/edgeface-hfr/app.py (its folder is on sys.path above)
+
+    crop = np.random.default_rng(0).integers(0, 255, (112, 112, 3), dtype=np.uint8)
+    first, second = app.as_file(crop), app.as_file(crop)
+    assert first != second and Path(first).is_relative_to(tmp_path) and Path(second).is_relative_to(tmp_path)
+    assert np.array_equal(np.asarray(Image.open(first)), crop) and np.array_equal(np.asarray(Image.open(second)), crop)
+
+
+def test_four_concurrent_users_get_every_answer_whole(space_url, assets):
+    """The Space under load, short (scripts/load_space.py runs the long one): 4 gradio_client users, each with its
+    own session and gallery, share 20 verify and identify requests with real photos; every request answers, and
+    every returned crop opens as a whole 112×112 PNG."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from load_space import run_load
+
+    run = run_load(space_url, users=4, requests=20, photos=assets / "faces/deepface")
+    assert run["requests"] == 20
+    assert run["failed"] == 0, run["failures"]

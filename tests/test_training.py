@@ -262,3 +262,202 @@ def test_a_fully_fine_tuned_model_folder_opens_like_any_model(workspace):
         model, processor = load_model(folder)
         assert processor.size == {"height": 32, "width": 32}
         assert AutoImageProcessor.from_pretrained(folder).size == processor.size
+
+
+# Runs scripts/train.py with one kill point armed by HFR_HF_KILL_AT="point:name:n": the process SIGKILLs itself the
+# n-th time it reaches the point (name: the folder written, where it matters). Armed only in this test's processes.
+KILL_RUNNER = """
+import os, runpy, signal, sys
+from pathlib import Path
+
+point, name, nth = os.environ["HFR_HF_KILL_AT"].split(":")
+hits = {"n": 0}
+
+def reached(here, folder=""):
+    if here == point and (not name or folder == name):
+        hits["n"] += 1
+        if hits["n"] == int(nth):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+import accelerate.utils.other as acc_other
+import hfr_hf.losses as losses
+import hfr_hf.training as training
+from peft import PeftModel
+
+forward = losses.XEdgeFaceLoss.forward
+def loss_forward(self, *args, **kwargs):  # before optimiser step n (between checkpoints)
+    reached("step")
+    return forward(self, *args, **kwargs)
+losses.XEdgeFaceLoss.forward = loss_forward
+
+safe_save = acc_other.safe_save_file
+def half_saved(tensors, filename, *args, **kwargs):  # inside save_state: model.safetensors cut in half
+    safe_save(tensors, filename, *args, **kwargs)
+    if point == "checkpoint_file" and Path(filename).name == name and hits["n"] + 1 == int(nth):
+        Path(filename).write_bytes(Path(filename).read_bytes()[: Path(filename).stat().st_size // 2])
+    reached("checkpoint_file", Path(filename).name)
+acc_other.safe_save_file = half_saved
+
+write_json = training.write_json
+def state_written(path, payload):  # the checkpoint is whole in its temporary folder, not yet renamed
+    write_json(path, payload)
+    if Path(path).name == training.STATE_NAME:
+        reached("checkpoint_state")
+training.write_json = state_written
+
+save_adapter, peft_save = training.save_adapter, PeftModel.save_pretrained
+def adapter_saved(model, path, *args, **kwargs):  # PEFT has filled its .adapter-* folder, nothing is moved yet
+    def save(self, *a, **k):
+        peft_save(self, *a, **k)
+        reached("save_adapter", Path(path).name.removeprefix(training.TMP_PREFIX))
+    PeftModel.save_pretrained = save
+    try:
+        return save_adapter(model, path, *args, **kwargs)
+    finally:
+        PeftModel.save_pretrained = peft_save
+training.save_adapter = adapter_saved
+
+def swap(tmp, target):  # the old folder moved aside, the new one not yet renamed onto it
+    old = target.with_name(f"{training.TMP_PREFIX}old-{target.name}")
+    if target.exists():
+        os.replace(target, old)
+        reached("swap", target.name)
+    os.replace(tmp, target)
+    import shutil
+    shutil.rmtree(old, ignore_errors=True)
+training._swap_into_place = swap
+
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+# (kill point, checkpoints complete after the kill): a chain of kills, each run resuming the one before
+KILLS = [
+    ("step::3", [2]),  # between checkpoints 2 and 4
+    ("save_adapter:best_adapter:1", [2]),  # inside the first best-adapter save (end of epoch 0, step 3)
+    ("checkpoint_file:model.safetensors:1", [2]),  # inside save_state of step 4, model.safetensors half written
+    ("checkpoint_state::2", [2, 4]),  # step 6 whole in .tmp-step_000006, not renamed
+    ("save_adapter:adapter:1", [2, 4, 6]),  # inside the final adapter save; step 6 is an epoch end
+    ("swap:best_adapter:1", [2, 4, 6]),  # the resume's own restore of best_adapter, between its two renames
+]
+
+
+def _start_script(workspace: Path, output: Path, kill_at: str | None, resume: bool) -> subprocess.Popen:
+    settings = {"model": str(workspace / "model"), "data": str(workspace / "faces"), "output_dir": str(output)}
+    settings.update(batch_size=8, num_epochs=2, checkpoint_every=2, split_fractions=[0.6, 0.2, 0.2])
+    settings.update(learning_rate=5e-3)
+    config = output.parent / f"{output.name}.json"
+    config.write_text(json.dumps(settings))
+    command = [str(REPO_ROOT / "scripts" / "train.py"), "--config", str(config), *(["--resume"] if resume else [])]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HFR_HF_KILL_AT": kill_at or "none::0"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])
+    return subprocess.Popen(
+        [sys.executable, "-c", KILL_RUNNER, *command],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _run_script(workspace: Path, output: Path, kill_at: str | None, resume: bool) -> tuple[int, str]:
+    process = _start_script(workspace, output, kill_at, resume)
+    _, stderr = process.communicate(timeout=300)
+    return process.returncode, stderr
+
+
+def _outputs(output: Path) -> dict:
+    """What an uninterrupted run and a killed-and-resumed one must share, bit for bit (timings and the path of the
+    output folder and of the checkpoint resumed from aside)."""
+    files = {
+        str(p.relative_to(output)): p.read_bytes().replace(str(output).encode(), b"OUT")
+        for folder in ("adapter", "best_adapter", "logs")
+        for p in sorted((output / folder).rglob("*"))
+        if p.is_file()
+    }
+    report = json.loads((output / "report.json").read_text().replace(str(output), "OUT"))
+    assert len(report.pop("epoch_times_s")) == report["epochs"]
+    assert report.pop("time_per_epoch_s") > 0
+    for key in ("wall_time_s", "resumed_from", "peak_rss_mb", "peak_rss_children_mb"):
+        report.pop(key)
+    checkpoints = [p.name for p in list_checkpoints(output)]
+    leftovers = [str(p) for p in output.rglob("*") if p.name.startswith((".tmp-", ".adapter-"))]
+    return {"files": files, "report": report, "checkpoints": checkpoints, "leftovers": leftovers}
+
+
+def test_kill_test_sigkill_at_six_moments_resumes_to_a_bit_identical_run(workspace):
+    """scripts/train.py killed with SIGKILL inside a checkpoint write, between checkpoints, inside the best-adapter
+    and final saves and inside a resume's own restore, resumed each time: adapters, logs and report are those of an
+    uninterrupted run, and no temporary folder is left."""
+    clean = _start_script(workspace, workspace / "kill-clean", None, resume=False)  # beside the chain: 2 cores
+    output = workspace / "kill-chain"
+    for number, (kill_at, complete) in enumerate(KILLS):
+        code, stderr = _run_script(workspace, output, kill_at, resume=number > 0)
+        assert code == -9, f"{kill_at} was not reached: {stderr[-3000:]}"
+        assert [p.name for p in list_checkpoints(output)] == [f"step_{s:06d}" for s in complete], kill_at
+    code, stderr = _run_script(workspace, output, None, resume=True)
+    assert code == 0, stderr[-3000:]
+    assert "Traceback" not in stderr and "Warning" not in stderr
+    assert clean.wait(timeout=300) == 0, clean.stderr.read()[-3000:]
+    expected, got = _outputs(workspace / "kill-clean"), _outputs(output)
+    assert got["leftovers"] == [] and expected["leftovers"] == []
+    assert got["checkpoints"] == expected["checkpoints"] == ["step_000002", "step_000004", "step_000006"]
+    assert sorted(got["files"]) == sorted(expected["files"])
+    for name in expected["files"]:
+        assert got["files"][name] == expected["files"][name], name
+    assert got["report"] == expected["report"]
+
+
+def _copy_run(full_run, tmp_path) -> Path:
+    import shutil
+
+    output = tmp_path / "run"
+    shutil.copytree(full_run.output_dir, output)
+    return output
+
+
+def test_resume_with_other_optimisation_settings_is_refused_naming_them(workspace, full_run, tmp_path):
+    output = _copy_run(full_run, tmp_path)
+    config = make_config(workspace, "unused", output_dir=str(output), batch_size=4, learning_rate=1e-3)
+    steps: list[int] = []
+    with pytest.raises(ValueError, match="--resume would continue .*step_000006 with other settings") as error:
+        train(config, resume=True, step_callback=lambda state: steps.append(state.global_step))
+    assert "batch_size 8 → 4" in str(error.value) and "learning_rate 0.005 → 0.001" in str(error.value)
+    assert "num_epochs" not in str(error.value) and steps == []
+    # what does not touch the optimisation may change
+    result = train(make_config(workspace, "unused", output_dir=str(output), log_every=2), resume=True)
+    assert result.resumed_from.name == "step_000006"
+
+
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(workspace, full_run, tmp_path):
+    output = _copy_run(full_run, tmp_path)
+    weights = output / "checkpoints" / "step_000006" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a disk that filled up, a copy cut short
+    with pytest.warns(UserWarning, match="step_000006 cannot be loaded"):
+        result = train(make_config(workspace, "unused", output_dir=str(output)), resume=True)
+    assert result.resumed_from.name == "step_000004"
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        assert (result.adapter / name).read_bytes() == (full_run.adapter / name).read_bytes()
+
+
+def test_a_missing_best_adapter_is_reported_before_any_step(workspace, full_run, tmp_path):
+    import shutil
+
+    output = _copy_run(full_run, tmp_path)
+    shutil.rmtree(output / "checkpoints" / "step_000006")
+    shutil.rmtree(output / "checkpoints" / "step_000004" / "best_adapter")  # as an older checkpoint would be
+    shutil.rmtree(output / "best_adapter")
+    steps: list[int] = []
+    with pytest.raises(ValueError, match="says the best adapter so far .* is in .*best_adapter, but it is not there"):
+        train(make_config(workspace, "x", output_dir=str(output)), resume=True, step_callback=steps.append)
+    assert steps == []
+
+
+def test_help_config_says_required_not_missing(capsys):
+    import runpy
+
+    namespace = runpy.run_path(str(REPO_ROOT / "scripts" / "train.py"))
+    assert namespace["main"](["--help-config"]) == 0
+    text = capsys.readouterr().out
+    assert "MISSING" not in text and "--model (required)" in text and "--output_dir (required)" in text
+    assert "--batch_size (default 32)" in text and "--split_fractions (default (0.7, 0.1, 0.2))" in text

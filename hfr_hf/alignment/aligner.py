@@ -135,6 +135,8 @@ class FaceAligner:
         place), an alignment mostly outside the image and a blank crop raise `AlignmentError`."""
         rgb = self.to_rgb(image)
         try:
+            if np.iscomplexobj(landmarks):
+                raise TypeError  # the imaginary part would be dropped silently
             points = np.asarray(landmarks, np.float64).reshape(-1, 2)
         except (TypeError, ValueError):
             raise AlignmentError("Landmarks must be numbers: 5 or 2 (x, y) points.") from None

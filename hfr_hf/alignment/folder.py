@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 import re
 from collections import defaultdict
@@ -35,19 +36,24 @@ class FolderAlignmentReport:
 def read_landmarks_csv(path: str | os.PathLike) -> dict[str, list[float]]:
     """Landmarks from annotations: a CSV with a `path` column (relative to the source folder) and either
     ten columns x1, y1, …, x5, y5 (eyes, nose, mouth corners, image-left first) or four (two eye centres)."""
-    with open(path, newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header or header[0].strip() != "path":
-            raise ValueError(f"{path}: the first column must be 'path', followed by 4 or 10 coordinates.")
-        table = {}
-        for line, row in enumerate(reader, start=2):
-            if len(row) not in (5, 11):
-                raise ValueError(f"{path}:{line}: expected a path and 4 or 10 coordinates, got {len(row)} fields.")
-            try:
-                table[row[0]] = [float(v) for v in row[1:]]
-            except ValueError as error:
-                raise ValueError(f"{path}:{line}: {error}.") from None
+    from ..files import read_csv_rows
+
+    header, *rows = read_csv_rows(path, "Landmark file") or [[]]
+    if not header or header[0].strip() != "path":
+        raise ValueError(f"{path}: the first column must be 'path', followed by 4 or 10 coordinates.")
+    table = {}
+    for line, row in enumerate(rows, start=2):
+        if len(row) not in (5, 11):
+            raise ValueError(f"{path}:{line}: expected a path and 4 or 10 coordinates, got {len(row)} fields.")
+        try:
+            values = [float(v) for v in row[1:]]
+        except ValueError as error:
+            raise ValueError(f"{path}:{line}: {error}.") from None
+        if not all(map(math.isfinite, values)):
+            raise ValueError(f"{path}:{line}: the coordinates must be finite numbers, not NaN or infinity.")
+        if row[0] in table:
+            raise ValueError(f"{path}:{line}: {row[0]} already has landmarks on an earlier line; give each image once.")
+        table[row[0]] = values
     return table
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import read_csv_rows
+
 __all__ = [
     "IdentificationProtocol",
     "VerificationProtocol",
@@ -152,12 +154,21 @@ def read_protocol(path: str | os.PathLike) -> VerificationProtocol | Identificat
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Protocol {path} does not exist.")
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames:
-            raise ValueError(f"Protocol {path} is empty; it needs a CSV header.")
-        columns = [_ALIASES.get(c.strip().lower(), c.strip().lower()) for c in reader.fieldnames]
-        rows = [dict(zip(columns, (v.strip() if v else "" for v in row.values()))) for row in reader]
+    header, *table = read_csv_rows(path, "Protocol") or [[]]
+    if not header:
+        raise ValueError(f"Protocol {path} is empty; it needs a CSV header.")
+    columns = [_ALIASES.get(c.strip().lower(), c.strip().lower()) for c in header]
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise ValueError(f"Protocol {path} has the column(s) {', '.join(map(repr, twice))} more than once.")
+    rows = []
+    for line, row in enumerate(table, start=2):
+        if len(row) != len(columns):
+            raise ValueError(
+                f"Protocol {path}: row {line} has {len(row)} fields, the header {len(columns)}; give every row one "
+                "value per column."
+            )
+        rows.append(dict(zip(columns, (v.strip() for v in row))))
     if not rows:
         raise ValueError(f"Protocol {path} has a header but no rows.")
     folds = [r.get("fold") or "0" for r in rows]
@@ -198,16 +209,41 @@ def read_protocol(path: str | os.PathLike) -> VerificationProtocol | Identificat
 
 
 def check_files(paths: list[str], root: str | os.PathLike) -> list[Path]:
-    """Resolve paths under `root`; raise one error listing every missing file (none is skipped)."""
+    """Resolve paths under `root`; raise one error listing every path that leads outside it (`..`, absolute paths,
+    symbolic links out) and one listing every missing file (none is skipped)."""
     root = Path(root)
     if not root.is_dir():
         raise NotADirectoryError(f"Root folder {root} does not exist.")
-    resolved = [root / p for p in paths]
-    missing = [str(p) for p, full in zip(paths, resolved) if not full.is_file()]
+    inside = root.resolve()
+    resolved, outside, missing = [], [], []
+    for p in paths:
+        full = root / p
+        try:
+            # resolve() follows links, so a link under the root that points elsewhere is caught too
+            ok = not Path(p).is_absolute() and full.resolve().is_relative_to(inside)
+            exists = ok and full.is_file()
+        except (OSError, ValueError):  # a NUL byte, a name too long for the file system
+            ok = exists = False
+        resolved.append(full)
+        if not ok:
+            outside.append(repr(p))
+        elif not exists:
+            missing.append(str(p))
+    if outside:
+        raise ValueError(
+            f"{len(outside)} of {len(paths)} protocol paths are not inside the root folder {root} (absolute, climbing "
+            f"out with .., through a link out, or not a valid file name): {_shown(outside)}; protocol paths must be "
+            "relative to the root and stay inside it."
+        )
     if missing:
-        shown = ", ".join(missing[:20]) + (f", ... ({len(missing) - 20} more)" if len(missing) > 20 else "")
-        raise FileNotFoundError(f"{len(missing)} of {len(paths)} protocol images are missing under {root}: {shown}.")
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(paths)} protocol images are missing under {root}: {_shown(missing)}."
+        )
     return resolved
+
+
+def _shown(items: list[str], limit: int = 20) -> str:
+    return ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
 def write_verification_protocol(path: str | os.PathLike, rows: list[tuple]) -> Path:

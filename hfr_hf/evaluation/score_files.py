@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import read_csv_rows, read_text
+
 __all__ = ["CSV_COLUMNS", "Scores", "read_scores", "write_scores"]
 
 CSV_COLUMNS = [
@@ -62,8 +64,8 @@ def write_scores(path: str | os.PathLike, scores: Scores) -> Path:
     """Write a CSV score file when the name contains `.csv`, else the four-column text format; written
     through a temporary file, so a failure leaves nothing half-written."""
     path = Path(path)
-    if np.isnan(scores.score).any():
-        raise ValueError("Scores contain NaN; they would not read back as numbers in other tools.")
+    if not np.isfinite(scores.score).all():
+        raise ValueError("Scores contain NaN or infinite values; they would not read back as numbers in other tools.")
     csv_format = _is_csv(path)
     if not csv_format:
         fields = scores.probe_key + scores.probe_subject_id + scores.bio_ref_subject_id
@@ -107,28 +109,39 @@ def read_scores(path: str | os.PathLike) -> Scores:
         raise FileNotFoundError(f"Score file {path} does not exist.")
     probe_key, probe_id, ref_key, ref_id, values = [], [], [], [], []
     if _is_csv(path):
-        with open(path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            needed = {"probe_subject_id", "bio_ref_subject_id", "score"}
-            if not needed <= set(reader.fieldnames or []):
-                raise ValueError(f"CSV score file {path} lacks the columns {', '.join(sorted(needed))}.")
-            for row in reader:
-                probe_key.append(row.get("probe_key") or row.get("probe_reference_id", ""))
-                probe_id.append(row["probe_subject_id"])
-                ref_key.append(row.get("bio_ref_key") or row.get("bio_ref_reference_id", ""))
-                ref_id.append(row["bio_ref_subject_id"])
-                values.append(float(row["score"]))
+        header, *table = read_csv_rows(path, "CSV score file") or [[]]
+        needed = {"probe_subject_id", "bio_ref_subject_id", "score"}
+        if not needed <= set(header):
+            raise ValueError(f"CSV score file {path} lacks the columns {', '.join(sorted(needed))}.")
+        for number, fields in enumerate(table, 2):
+            if len(fields) != len(header):
+                raise ValueError(f"{path} line {number}: {len(fields)} fields where the header has {len(header)}.")
+            row = dict(zip(header, fields))
+            probe_key.append(row.get("probe_key") or row.get("probe_reference_id", ""))
+            probe_id.append(row["probe_subject_id"])
+            ref_key.append(row.get("bio_ref_key") or row.get("bio_ref_reference_id", ""))
+            ref_id.append(row["bio_ref_subject_id"])
+            values.append(_score(row["score"], path, number))
     else:
-        with open(path) as handle:
-            for number, line in enumerate(handle, 1):
-                fields = line.split()
-                if not fields:
-                    continue
-                if len(fields) != 4:
-                    raise ValueError(f"{path} line {number}: expected 4 fields (claimed_id real_id test_label score).")
-                ref_id.append(fields[0])
-                probe_id.append(fields[1])
-                probe_key.append(fields[2])
-                ref_key.append(fields[0])
-                values.append(float(fields[3]))
+        for number, line in enumerate(read_text(path, "Score file").splitlines(), 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 4:
+                raise ValueError(f"{path} line {number}: expected 4 fields (claimed_id real_id test_label score).")
+            ref_id.append(fields[0])
+            probe_id.append(fields[1])
+            probe_key.append(fields[2])
+            ref_key.append(fields[0])
+            values.append(_score(fields[3], path, number))
     return Scores(probe_key, probe_id, ref_key, ref_id, np.array(values, np.float64))
+
+
+def _score(text: str, path: Path, line: int) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{path} line {line}: the score {text!r} is not a number.") from None
+    if not np.isfinite(value):
+        raise ValueError(f"{path} line {line}: the score {text!r} is not a finite number.")
+    return value

@@ -13,12 +13,31 @@ import functools
 import logging
 import os
 import sys
+import uuid
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: it reads this at import
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each thread that allocates an arena of its own and seldom hands freed memory back from it; Gradio
+    runs requests on a pool of up to 40 threads, so the server's memory grew with the number of concurrent users
+    (measured with scripts/load_space.py: 0.8 GB at 1 user, 1.9 GB at 16). Two arenas, as the Space has two cores;
+    before any thread starts. No effect off glibc."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # -8: M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
+limit_malloc_arenas()
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+from gradio.utils import get_upload_folder  # noqa: E402
 from hfr_space import (  # noqa: E402
     FAR_LABELS,
     FARS,
@@ -31,6 +50,7 @@ from hfr_space import (  # noqa: E402
     add_click,
     read_image,
 )
+from PIL import Image  # noqa: E402
 
 logger = logging.getLogger("edgeface-hfr")
 
@@ -53,6 +73,17 @@ corners) — in pixels of the uploaded image. The aligned crop shows whether the
 
 Uploads are limited to 10 MB, downscaled to 1024 pixels on the longer side, and deleted from the server within two hours.
 """
+
+
+def as_file(image: np.ndarray) -> str:
+    """An image returned to the page as a PNG of its own, under a fresh name in Gradio's cache (served from there
+    and deleted on the cache's schedule). Returned as an array, Gradio would name it by a hash of its content and
+    rewrite that one file for every request returning the same image, while another client may still be
+    downloading it: under load, identical crops (two requests with the same photo) came back half-written."""
+    path = Path(get_upload_folder()) / "returned" / f"{uuid.uuid4().hex}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path, format="PNG")
+    return str(path)
 
 
 def image_input(label: str, elem_id: str) -> gr.Image:
@@ -116,7 +147,7 @@ def build_demo(engine: FaceEngine) -> gr.Blocks:
         browser can draw it and clicked points are in its pixels."""
         if image is None:
             return None, ""
-        return read_image(image)[0], ""
+        return as_file(read_image(image)[0]), ""
 
     @readable_errors
     def add_point(image, text, evt: gr.SelectData):
@@ -124,7 +155,7 @@ def build_demo(engine: FaceEngine) -> gr.Blocks:
         text, complete = add_click(text, float(evt.index[0]), float(evt.index[1]))
         if not complete:
             return text, gr.skip()
-        return text, engine.align(image, text, "clicked").crop
+        return text, as_file(engine.align(image, text, "clicked").crop)
 
     @readable_errors
     def verify(reference, probe, spectrum, far, reference_points, probe_points):
@@ -140,7 +171,7 @@ def build_demo(engine: FaceEngine) -> gr.Blocks:
             f"Network: {result.network}; {SPECTRUM_LABELS[spectrum]} probe. Reference {result.reference.how}; probe {result.probe.how}.  \n"
             f"Alignment {1000 * result.timings['align_s']:.0f} ms, embedding {1000 * result.timings['embed_s']:.0f} ms."
         )
-        return result.reference.crop, result.probe.crop, round(result.score, 4), decision
+        return as_file(result.reference.crop), as_file(result.probe.crop), round(result.score, 4), decision
 
     @readable_errors
     def enrol(files, names):
@@ -150,7 +181,7 @@ def build_demo(engine: FaceEngine) -> gr.Blocks:
         status = f"Enrolled {len(entries)} image{'s' * (len(entries) != 1)} of {people} people."
         if skipped:
             status += "  \nSkipped:  \n" + "  \n".join(f"- {line}" for line in skipped)
-        return entries, [(e.crop, e.name) for e in entries], status
+        return entries, [(as_file(e.crop), e.name) for e in entries], status
 
     @readable_errors
     def identify(gallery, probe, spectrum, far, probe_points):
@@ -166,7 +197,7 @@ def build_demo(engine: FaceEngine) -> gr.Blocks:
             f"(FAR {FAR_LABELS[far]}, {threshold.note}). "
             f"Network: {engine.network_label(spectrum)}; probe {aligned.how}."
         )
-        return aligned.crop, rows, note
+        return as_file(aligned.crop), rows, note
 
     spectra, fars = list(SPECTRA.items()), list(FARS.items())
     with gr.Blocks(

@@ -297,6 +297,16 @@ def parse_points(text: str | None) -> np.ndarray | None:
     return np.asarray([float(n) for n in numbers], np.float64).reshape(-1, 2)
 
 
+def _point_array(points: Any) -> np.ndarray:
+    """Landmarks given as numbers (an array or a list of pairs) rather than text."""
+    try:
+        if np.iscomplexobj(points):
+            raise TypeError
+        return np.asarray(points, np.float64).reshape(-1, 2)
+    except (TypeError, ValueError):
+        raise SpaceError("Landmarks must be numbers: the 2 eye centres or 5 points, as (x, y) pairs.") from None
+
+
 def _numbers(text: str | None) -> list[str]:
     return re.findall(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", text or "")
 
@@ -431,7 +441,7 @@ class FaceEngine:
         from hfr_hf.alignment import AlignmentError
 
         rgb, scale = read_image(image)
-        landmarks = parse_points(points) if isinstance(points, (str, type(None))) else np.asarray(points, float)
+        landmarks = parse_points(points) if isinstance(points, (str, type(None))) else _point_array(points)
         if landmarks is not None:
             try:
                 face = self.aligner.from_landmarks(rgb, landmarks.reshape(-1, 2) * scale)
