@@ -94,6 +94,17 @@ def evaluate_protocol_files(model, processor, protocol, batch_size: int = 64, pr
     return out
 
 
+# The real-thermal rows of the table (hfr_hf.evaluation.real_thermal): per camera, then FONE probes vs T360 gallery.
+REAL_THERMAL_ROWS = (
+    ("T360 thermal→thermal EER", "puj_t360", "eer"),
+    ("FONE thermal→thermal EER", "puj_fone", "eer"),
+    ("T360 rank-1", "puj_t360", "rank1"),
+    ("FONE rank-1", "puj_fone", "rank1"),
+    ("FONE→T360 rank-1", "cross", "rank1"),
+    ("FONE→T360 EER", "cross", "eer"),
+)
+
+
 def format_table(report: dict) -> str:
     """Before/after table of an experiment report."""
     rows = [
@@ -117,6 +128,12 @@ def format_table(report: dict) -> str:
     for label, group, key in rows:
         a, b = get(frozen, group, key), get(adapted, group, key)
         lines.append(f"{label:28} {a:8.4f} {b:8.4f} {b - a:+8.4f}")
+    real = report.get("real_thermal")
+    if real:
+        lines.append(f"real thermal (PUJ, {real['frozen']['people']} people never trained on):")
+        for label, group, key in REAL_THERMAL_ROWS:
+            a, b = get(real["frozen"], group, key), get(real["adapted"], group, key)
+            lines.append(f"{label:28} {a:8.4f} {b:8.4f} {b - a:+8.4f}")
     t = report["training"]
     lines.append(
         f"adapter {report['adapter_preset']}: {t['trainable_parameters']:,} of {t['total_parameters']:,} parameters "
@@ -141,6 +158,7 @@ def run_experiment(
     protocol_dir: str | os.PathLike | None = None,
     seed: int = 0,
     training: dict | None = None,
+    thermal: str | os.PathLike | None = None,
     plots: bool = True,
     progress: bool = True,
 ) -> ExperimentResult:
@@ -150,16 +168,23 @@ def run_experiment(
     by several runs), `training/` (checkpoints, logs, the training report), `adapter/` (the adapter chosen by
     validation EER, with a copy of the report), `report.json` and `plots/`.
 
+    `thermal` is the folder holding the real LWIR sets `puj_t360/` and `puj_fone/`: the report and the table then
+    add their measures (`hfr_hf.evaluation.real_thermal`, the PUJ people kept for measuring), frozen vs adapted.
+
     `training` overrides [`TrainingConfig`] fields (e.g. `{"num_epochs": 3, "loss": {"self_distillation_weight": 0}}`).
     """
     from .adapters import load_adapter
     from .data import build_pseudo_thermal_protocol
+    from .data.puj import puj_images
+    from .evaluation.real_thermal import real_thermal_metrics
     from .files import write_json
     from .inference import load_model
     from .training import load_config, train
 
     output = Path(output)
     _check_replaceable(output)
+    if thermal:
+        puj_images(thermal)  # a wrong folder is refused before any work
     output.mkdir(parents=True, exist_ok=True)
     protocol = build_pseudo_thermal_protocol(
         protocol_dir or output / "protocol", att=att, yale=yale, seed=seed, impostors_per_genuine=10, progress=progress
@@ -167,6 +192,7 @@ def run_experiment(
     base, processor = load_model(str(model))
     base.eval()
     frozen = evaluate_protocol_files(base, processor, protocol, progress=progress)
+    real_frozen = real_thermal_metrics(base, processor, thermal) if thermal else None
 
     options = {**EXPERIMENT_TRAINING, **(training or {})}
     config = load_config(
@@ -197,6 +223,7 @@ def run_experiment(
         adapted_model = type(base).from_pretrained(adapter_dir)
     adapted_model.eval()
     adapted = evaluate_protocol_files(adapted_model, processor, protocol, progress=progress)
+    real_adapted = real_thermal_metrics(adapted_model, processor, thermal) if thermal else None
 
     splits = list(protocol.splits.values())
     t = trained.report
@@ -228,6 +255,8 @@ def run_experiment(
             "thermal": adapted["cross"]["threshold_at_far"],
             "vis": adapted["vis"]["threshold_at_far"],
         },
+        # PUJ-T360 / PUJ-FONE, measuring people only (hfr_hf/data/puj_split.json); None without --thermal.
+        "real_thermal": {"root": str(thermal), "frozen": real_frozen, "adapted": real_adapted} if thermal else None,
         "training": {
             "trainable_parameters": t["trainable_parameters"],
             "total_parameters": t["total_parameters"],
