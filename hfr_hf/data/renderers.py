@@ -242,6 +242,9 @@ class ThermalRenderer:
             (hair insulates, creases and nostrils break the skin surface) while skin texture itself is gone.
         glasses_threshold: `glasses_score` above which the eye regions are rendered as cold glass, when the
             caller does not say (`glasses=` in `__call__`).
+        background: range of the ambient (background) temperature, relative to skin near 0.8.
+        segmented: probability that a render is segmented as prepared sets are (PUJ-T360 / PUJ-FONE: everything
+            but the face set to black after the sensor), instead of showing hair and background.
 
     Calling it returns (112, 112, 3) uint8 RGB (grey palettes give three equal channels).
     """
@@ -258,6 +261,8 @@ class ThermalRenderer:
         texture: tuple[float, float] = (0.02, 0.08),
         features: tuple[float, float] = (0.15, 0.45),
         glasses_threshold: float = 0.33,
+        background: tuple[float, float] = (0.0, 0.3),
+        segmented: float = 0.0,
     ) -> None:
         if palettes is None:
             palettes = {"white_hot": 0.55, "iron": 0.2, "inferno": 0.15, "black_hot": 0.1}
@@ -269,7 +274,7 @@ class ThermalRenderer:
         self.palettes = dict(palettes)
         self.resolution, self.blur, self.noise = resolution, blur, noise
         self.heat_shift, self.texture, self.glasses_threshold = heat_shift, texture, glasses_threshold
-        self.features = features
+        self.features, self.background, self.segmented = features, background, segmented
 
     def temperature(
         self, image: Any, seed: int | np.random.Generator | None = None, glasses: bool | None = None
@@ -317,7 +322,7 @@ class ThermalRenderer:
         detail = cv2.GaussianBlur(luminance, (0, 0), 1.0) - cv2.GaussianBlur(luminance, (0, 0), 5.0)
         skin_t += amp(*self.features) * np.minimum(detail, 0.0) / max(regions.skin_level, 0.1)
 
-        background_t = amp(0.0, 0.3) + amp(-0.05, 0.05) * (_YY / SIZE - 0.5)  # ambient, slight gradient
+        background_t = amp(*self.background) + amp(-0.05, 0.05) * (_YY / SIZE - 0.5)  # ambient, slight gradient
         hair_t = amp(0.45, 0.62)
         scene = regions.skin * skin_t + regions.hair * hair_t + regions.background * background_t
         if glasses:  # glass is opaque in LWIR: the lenses show the cold reflected surroundings
@@ -339,6 +344,7 @@ class ThermalRenderer:
     ) -> np.ndarray:
         """Render one aligned crop; `glasses` overrides the detector, `palette` the random choice."""
         rng = _rng(seed)
+        source = image
         scene = self.temperature(image, rng, glasses)
         image = _sensor_resolution(scene, rng.uniform(*self.resolution))
         image = cv2.GaussianBlur(image, (0, 0), rng.uniform(*self.blur))
@@ -349,8 +355,12 @@ class ThermalRenderer:
         sigma = rng.uniform(*self.noise)
         image = image + rng.normal(0.0, sigma, image.shape).astype(np.float32)
         image = image + rng.normal(0.0, rng.uniform(0.0, sigma / 2), (1, SIZE)).astype(np.float32)  # columns
+        name = palette or _pick(rng, self.palettes)
+        if self.segmented and rng.random() < self.segmented:  # drawn last: segmented=0 changes no other draw
+            face = cv2.GaussianBlur(face_regions(source).skin, (0, 0), 0.8) > 0.5
+            image = np.where(face, image, 0.0)
         grey = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        return apply_palette(grey, palette or _pick(rng, self.palettes))
+        return apply_palette(grey, name)
 
 
 class NIRRenderer:
