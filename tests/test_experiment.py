@@ -150,6 +150,11 @@ def test_report_schema_and_outputs(experiment):
         assert (experiment.output / plot).stat().st_size > 1000
     table = experiment.table()
     assert "VIS→thermal EER" in table and "VIS→VIS AUC" in table
+    for side in ("frozen", "adapted"):  # every pair of the 8 AT&T people's 80 crops
+        rgb = report["results"][side]["att_all_pairs"]
+        assert (rgb["genuine_pairs"], rgb["impostor_pairs"]) == (8 * 45, 80 * 79 // 2 - 8 * 45)
+        assert set(rgb["tar_at_far"]) == {"1e-3", "1e-4"} and -1.0 < rgb["impostor_mean"] < rgb["genuine_mean"]
+    assert "AT&T all pairs TAR@1e-4" in table
 
 
 def test_a_second_run_may_replace_the_first_runs_folders(experiment):
