@@ -32,6 +32,9 @@ SETTINGS = {
     "white_hot, segmented": {"palettes": "white_hot", "segmented": 1.0},
     "white_hot, segmented, blurrier": {"palettes": "white_hot", "segmented": 1.0, "blur": (0.8, 1.6)},
     "white_hot, segmented, no fine structure": {"palettes": "white_hot", "segmented": 1.0, "features": (0.0, 0.05)},
+    "white_hot, segmented, PUJ framing": {"palettes": "white_hot", "segmented": 1.0, "framing": (0.58, 0.68)},
+    "PUJ framing": {"framing": (0.58, 0.68)},
+    "white_hot, PUJ framing": {"palettes": "white_hot", "framing": (0.58, 0.68)},
     "mixed: half segmented, white_hot 0.8": {
         "palettes": {"white_hot": 0.8, "iron": 0.1, "inferno": 0.05, "black_hot": 0.05},
         "segmented": 0.5,

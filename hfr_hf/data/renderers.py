@@ -245,6 +245,9 @@ class ThermalRenderer:
         background: range of the ambient (background) temperature, relative to skin near 0.8.
         segmented: probability that a render is segmented as prepared sets are (PUJ-T360 / PUJ-FONE: everything
             but the face set to black after the sensor), instead of showing hair and background.
+        framing: range of the face's size in the frame relative to the aligned template (1 = the ArcFace crop;
+            PUJ's registered crops resized to 112 show the face at about 0.63, centred 5 px higher and 5 px to
+            the left); below 1 the render is zoomed out about that centre, its edge carried outwards.
 
     Calling it returns (112, 112, 3) uint8 RGB (grey palettes give three equal channels).
     """
@@ -263,6 +266,7 @@ class ThermalRenderer:
         glasses_threshold: float = 0.33,
         background: tuple[float, float] = (0.0, 0.3),
         segmented: float = 0.0,
+        framing: tuple[float, float] = (1.0, 1.0),
     ) -> None:
         if palettes is None:
             palettes = {"white_hot": 0.55, "iron": 0.2, "inferno": 0.15, "black_hot": 0.1}
@@ -274,7 +278,7 @@ class ThermalRenderer:
         self.palettes = dict(palettes)
         self.resolution, self.blur, self.noise = resolution, blur, noise
         self.heat_shift, self.texture, self.glasses_threshold = heat_shift, texture, glasses_threshold
-        self.features, self.background, self.segmented = features, background, segmented
+        self.features, self.background, self.segmented, self.framing = features, background, segmented, framing
 
     def temperature(
         self, image: Any, seed: int | np.random.Generator | None = None, glasses: bool | None = None
@@ -359,6 +363,11 @@ class ThermalRenderer:
         if self.segmented and rng.random() < self.segmented:  # drawn last: segmented=0 changes no other draw
             face = cv2.GaussianBlur(face_regions(source).skin, (0, 0), 0.8) > 0.5
             image = np.where(face, image, 0.0)
+        if self.framing != (1.0, 1.0):
+            zoom = rng.uniform(*self.framing)
+            matrix = np.float32([[zoom, 0, 50.0 - zoom * 55.0], [0, zoom, 57.0 - zoom * 62.0]])
+            # the edge pixels carry on outwards: black for a segmented render, the background otherwise
+            image = cv2.warpAffine(image, matrix, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         grey = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         return apply_palette(grey, name)
 
