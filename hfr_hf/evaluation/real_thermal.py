@@ -72,11 +72,12 @@ def real_thermal_protocols(root: str | os.PathLike, split: str | None = "test") 
 def write_puj_protocols(
     root: str | os.PathLike, output: str | os.PathLike, relative_to: str | os.PathLike | None = None, split="test"
 ) -> list[Path]:
-    """Write the measures' lists as `puj_<name>.csv` under `output`, paths relative to `relative_to` (default
+    """Write the measures' lists as `puj_<camera or cross>_<kind>.csv` under `output`, paths relative to `relative_to` (default
     `root`), for `hfr-hf evaluate --root <relative_to> --no-align`."""
     base = Path(relative_to or root)
     written = []
     for name, protocol in real_thermal_protocols(root, split).items():
+        name = name.removeprefix("puj_")  # puj_t360_verification, puj_cross_identification, ...
         rel = lambda path: str(Path(path).relative_to(base))  # noqa: E731
         if protocol["kind"] == "identification":
             rows = [(rel(path), *rest) for path, *rest in protocol["rows"]]
