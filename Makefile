@@ -23,7 +23,7 @@ setup: $(BIN)/hfr-hf
 
 run: setup
 	$(BIN)/hfr-hf convert xxs --output $(RUNS)/edgeface-xxs --overwrite
-	$(BIN)/hfr-hf experiment --model $(RUNS)/edgeface-xxs --att $(FACES)/att --yale $(FACES)/yale --output $(RUNS)/xedgeface
+	$(BIN)/hfr-hf experiment --model $(RUNS)/edgeface-xxs --att $(FACES)/att --yale $(FACES)/yale --thermal $(ASSETS)/thermal --output $(RUNS)/xedgeface
 
 test: setup
 	HFR_HF_ASSETS=$(ASSETS) $(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)

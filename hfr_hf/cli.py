@@ -294,6 +294,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         args.output,
         att=args.att,
         yale=args.yale,
+        thermal=args.thermal,
         adapter_name=args.adapter_name,
         seed=args.seed,
         training=training,
@@ -448,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--att", help="AT&T faces (sN/K.pgm)")
     experiment.add_argument("--yale", help="Yale faces (subjectNN.condition)")
     experiment.add_argument("--output", required=True, help="folder for protocol, adapter, report.json, plots")
+    experiment.add_argument(
+        "--thermal", help="real LWIR faces (the folder holding puj_t360/ and puj_fone/): real-thermal measures too"
+    )
     experiment.add_argument("--preset", default=None, help="adapter preset (see hfr_hf.adapters.ADAPTER_PRESETS)")
     experiment.add_argument("--adapter-name", default="thermal", help="name of the PEFT adapter")
     experiment.add_argument("--epochs", type=int, help="training epochs (default: the experiment's)")

@@ -19,7 +19,7 @@ import numpy as np
 
 from .adapters import DEFAULT_ADAPTER_PRESET
 
-__all__ = ["ExperimentResult", "evaluate_protocol_files", "format_table", "run_experiment"]
+__all__ = ["ExperimentResult", "att_all_pairs", "evaluate_protocol_files", "format_table", "run_experiment"]
 
 REPORT_KIND = "xedgeface_experiment"
 PROTOCOL_NAME = "pseudo-thermal AT&T + Yale"
@@ -94,6 +94,33 @@ def evaluate_protocol_files(model, processor, protocol, batch_size: int = 64, pr
     return out
 
 
+# The real-thermal rows of the table (hfr_hf.evaluation.real_thermal): per camera, then FONE probes vs T360 gallery.
+REAL_THERMAL_ROWS = (
+    ("T360 thermal→thermal EER", "puj_t360", "eer"),
+    ("FONE thermal→thermal EER", "puj_fone", "eer"),
+    ("T360 rank-1", "puj_t360", "rank1"),
+    ("FONE rank-1", "puj_fone", "rank1"),
+    ("FONE→T360 rank-1", "cross", "rank1"),
+    ("FONE→T360 EER", "cross", "eer"),
+)
+
+
+def att_all_pairs(model, processor, root: Path, batch_size: int = 64) -> dict | None:
+    """RGB kept, measured finely: verification over every pair of the protocol's aligned AT&T crops (all people,
+    training ones included: what self-distillation must keep; 400 faces give 78,000 impostor pairs), TAR at FAR
+    1e-3 / 1e-4 and the mean impostor cosine. None when the protocol has no AT&T faces."""
+    from .evaluation import all_pairs_scores, verification_metrics
+    from .inference import embed_images
+
+    files = sorted((root / "aligned").glob("att_*/*.png"))
+    if not files:
+        return None
+    embeddings = embed_images(model, processor, files, batch_size, progress=False, align="never")
+    v = verification_metrics(*all_pairs_scores(embeddings @ embeddings.T, [f.parent.name for f in files]), (1e-3, 1e-4))
+    keep = ("auc", "eer", "tar_at_far", "genuine_pairs", "impostor_pairs", "genuine_mean", "impostor_mean")
+    return {k: v[k] for k in keep}
+
+
 def format_table(report: dict) -> str:
     """Before/after table of an experiment report."""
     rows = [
@@ -117,6 +144,22 @@ def format_table(report: dict) -> str:
     for label, group, key in rows:
         a, b = get(frozen, group, key), get(adapted, group, key)
         lines.append(f"{label:28} {a:8.4f} {b:8.4f} {b - a:+8.4f}")
+    if frozen.get("att_all_pairs") and adapted.get("att_all_pairs"):
+        pairs = frozen["att_all_pairs"]["impostor_pairs"]
+        for label, key in (
+            ("AT&T all pairs TAR@1e-3", ("att_all_pairs", "tar_at_far", "1e-3")),
+            ("AT&T all pairs TAR@1e-4", ("att_all_pairs", "tar_at_far", "1e-4")),
+            ("AT&T impostor mean cos", ("att_all_pairs", "impostor_mean")),
+        ):
+            a, b = get(frozen, key[0], key[1:]), get(adapted, key[0], key[1:])
+            lines.append(f"{label:28} {a:8.4f} {b:8.4f} {b - a:+8.4f}")
+        lines[-3] += f"   ({pairs:,} impostor pairs)"
+    real = report.get("real_thermal")
+    if real:
+        lines.append(f"real thermal (PUJ, {real['frozen']['people']} people never trained on):")
+        for label, group, key in REAL_THERMAL_ROWS:
+            a, b = get(real["frozen"], group, key), get(real["adapted"], group, key)
+            lines.append(f"{label:28} {a:8.4f} {b:8.4f} {b - a:+8.4f}")
     t = report["training"]
     lines.append(
         f"adapter {report['adapter_preset']}: {t['trainable_parameters']:,} of {t['total_parameters']:,} parameters "
@@ -141,6 +184,7 @@ def run_experiment(
     protocol_dir: str | os.PathLike | None = None,
     seed: int = 0,
     training: dict | None = None,
+    thermal: str | os.PathLike | None = None,
     plots: bool = True,
     progress: bool = True,
 ) -> ExperimentResult:
@@ -150,16 +194,23 @@ def run_experiment(
     by several runs), `training/` (checkpoints, logs, the training report), `adapter/` (the adapter chosen by
     validation EER, with a copy of the report), `report.json` and `plots/`.
 
+    `thermal` is the folder holding the real LWIR sets `puj_t360/` and `puj_fone/`: the report and the table then
+    add their measures (`hfr_hf.evaluation.real_thermal`, the PUJ people kept for measuring), frozen vs adapted.
+
     `training` overrides [`TrainingConfig`] fields (e.g. `{"num_epochs": 3, "loss": {"self_distillation_weight": 0}}`).
     """
     from .adapters import load_adapter
     from .data import build_pseudo_thermal_protocol
+    from .data.puj import puj_images
+    from .evaluation.real_thermal import real_thermal_metrics
     from .files import write_json
     from .inference import load_model
     from .training import load_config, train
 
     output = Path(output)
     _check_replaceable(output)
+    if thermal:
+        puj_images(thermal)  # a wrong folder is refused before any work
     output.mkdir(parents=True, exist_ok=True)
     protocol = build_pseudo_thermal_protocol(
         protocol_dir or output / "protocol", att=att, yale=yale, seed=seed, impostors_per_genuine=10, progress=progress
@@ -167,6 +218,8 @@ def run_experiment(
     base, processor = load_model(str(model))
     base.eval()
     frozen = evaluate_protocol_files(base, processor, protocol, progress=progress)
+    frozen["att_all_pairs"] = att_all_pairs(base, processor, protocol.root)
+    real_frozen = real_thermal_metrics(base, processor, thermal) if thermal else None
 
     options = {**EXPERIMENT_TRAINING, **(training or {})}
     config = load_config(
@@ -197,6 +250,8 @@ def run_experiment(
         adapted_model = type(base).from_pretrained(adapter_dir)
     adapted_model.eval()
     adapted = evaluate_protocol_files(adapted_model, processor, protocol, progress=progress)
+    adapted["att_all_pairs"] = att_all_pairs(adapted_model, processor, protocol.root)
+    real_adapted = real_thermal_metrics(adapted_model, processor, thermal) if thermal else None
 
     splits = list(protocol.splits.values())
     t = trained.report
@@ -228,6 +283,8 @@ def run_experiment(
             "thermal": adapted["cross"]["threshold_at_far"],
             "vis": adapted["vis"]["threshold_at_far"],
         },
+        # PUJ-T360 / PUJ-FONE, measuring people only (hfr_hf/data/puj_split.json); None without --thermal.
+        "real_thermal": {"root": str(thermal), "frozen": real_frozen, "adapted": real_adapted} if thermal else None,
         "training": {
             "trainable_parameters": t["trainable_parameters"],
             "total_parameters": t["total_parameters"],

@@ -11,6 +11,13 @@ xEdgeFace (George & Marcel, arXiv 2504.19646 / 2605.04769) adapts a frozen RGB f
 - optionally cross-modal distillation, `1 − cos(f_θ(x_target), f_θ0(x_vis))`: the target-spectrum embedding is pulled
   straight onto the frozen VIS embedding, the fixed anchor of the gallery.
 
+Real target-spectrum images without visible twins (e.g. the PUJ training people) add two optional terms:
+
+- target identity ([`target_identity_loss`]), supervised contrastive among the real target images: images of one
+  person (from any camera) are pulled together, other people's pushed apart — what the spectrum itself teaches;
+- distribution alignment ([`moment_matching_loss`]): the mean and covariance of the real target embeddings are
+  matched to those of the frozen VIS embeddings (CORAL), so the real spectrum lands where the gallery lives.
+
 The paper leaves the margin, the weights and the negative sampling open. The defaults of [`XEdgeFaceLossConfig`] come
 from the pseudo-thermal benchmark (EdgeFace-XXS, LayerNorms + stem, 15 epochs, test identities unseen; frozen EER
 0.250): margin 0.1, one hard negative per anchor, one-sided, cross-modal distillation 1 → EER 0.095; without the
@@ -32,7 +39,9 @@ __all__ = [
     "XEdgeFaceLossConfig",
     "contrastive_alignment_loss",
     "cross_modal_distillation_loss",
+    "moment_matching_loss",
     "self_distillation_loss",
+    "target_identity_loss",
     "teacher_embeddings",
 ]
 
@@ -83,10 +92,38 @@ class XEdgeFaceLossConfig:
         },
     )
 
+    target_identity_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of the supervised contrastive loss among real target images with identities (no visible "
+            "twins; TrainingConfig.real_target_data); 0 turns it off."
+        },
+    )
+    target_temperature: float = field(
+        default=0.1, metadata={"help": "Temperature of the target identity loss (cosines divided by it)."}
+    )
+    alignment_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of moment matching (mean + covariance, CORAL) between the real target embeddings and the "
+            "frozen VIS embeddings of the batch; 0 turns it off."
+        },
+    )
+
     def __post_init__(self) -> None:
         if not -1.0 <= self.margin <= 1.0:
             raise ValueError(f"XEdgeFaceLossConfig.margin is a cosine and must be in [-1, 1], got {self.margin!r}.")
-        for name in ("contrastive_weight", "self_distillation_weight", "cross_distillation_weight"):
+        if not self.target_temperature > 0:
+            raise ValueError(
+                f"XEdgeFaceLossConfig.target_temperature must be positive, got {self.target_temperature!r}."
+            )
+        for name in (
+            "contrastive_weight",
+            "self_distillation_weight",
+            "cross_distillation_weight",
+            "target_identity_weight",
+            "alignment_weight",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"XEdgeFaceLossConfig.{name} must be non-negative, got {getattr(self, name)!r}.")
         k = self.negatives_per_positive
@@ -243,6 +280,50 @@ def cross_modal_distillation_loss(student_target: torch.Tensor, teacher_vis: tor
     return _one_minus_cosine(student_target, teacher_vis, "cross_modal_distillation_loss")
 
 
+def target_identity_loss(
+    embeddings: torch.Tensor, identities: torch.Tensor | Sequence, temperature: float = 0.1
+) -> torch.Tensor:
+    """
+    Supervised contrastive loss (Khosla et al., 2020) among target-spectrum images: for each image with another
+    image of its identity in the batch, `−mean_p log(exp(cos_ip/τ) / Σ_{a≠i} exp(cos_ia/τ))` over those positives p;
+    images without one are left out (zero when none has one).
+    """
+    if embeddings.ndim != 2:
+        raise ValueError(f"target_identity_loss needs (batch, dim) embeddings, got {tuple(embeddings.shape)}.")
+    batch, device = embeddings.shape[0], embeddings.device
+    ids = _identity_ids(identities, batch, device)
+    normed = F.normalize(embeddings, dim=-1)
+    logits = (normed @ normed.T) / temperature
+    self_mask = torch.eye(batch, dtype=torch.bool, device=device)
+    log_prob = logits.masked_fill(self_mask, float("-inf")).log_softmax(dim=1)
+    positives = (ids[:, None] == ids[None, :]) & ~self_mask
+    anchors = positives.any(dim=1)
+    if not anchors.any():
+        return embeddings.new_zeros(())
+    per_anchor = -(log_prob.masked_fill(~positives, 0.0).sum(dim=1) / positives.sum(dim=1).clamp_min(1))
+    return per_anchor[anchors].mean()
+
+
+def moment_matching_loss(source: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """
+    `‖μ_s − μ_r‖² + ‖C_s − C_r‖²_F / 4` of the L2-normalised embeddings (CORAL, Sun & Saenko 2016, with the mean
+    term; the covariance norm is not divided by d², as unit vectors' covariances are small): zero when both sets have
+    one mean and covariance. No gradient flows into `reference` (the frozen VIS embeddings).
+    """
+    if source.ndim != 2 or reference.ndim != 2 or source.shape[1] != reference.shape[1]:
+        raise ValueError(
+            f"moment_matching_loss needs (n, dim) and (m, dim) embeddings of one dim, got {tuple(source.shape)} and "
+            f"{tuple(reference.shape)}."
+        )
+    if source.shape[0] < 2 or reference.shape[0] < 2:
+        raise ValueError("moment_matching_loss needs at least two embeddings on each side to estimate a covariance.")
+    s, r = F.normalize(source, dim=-1), F.normalize(reference.detach(), dim=-1)
+    mean_s, mean_r = s.mean(0), r.mean(0)
+    cov_s = (s - mean_s).T @ (s - mean_s) / (s.shape[0] - 1)
+    cov_r = (r - mean_r).T @ (r - mean_r) / (r.shape[0] - 1)
+    return (mean_s - mean_r).pow(2).sum() + (cov_s - cov_r).pow(2).sum() / 4
+
+
 @torch.no_grad()
 def teacher_embeddings(peft_model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
     """
@@ -305,6 +386,8 @@ class XEdgeFaceLoss(nn.Module):
         identities: torch.Tensor | Sequence | None = None,
         target_identities: torch.Tensor | Sequence | None = None,
         generator: torch.Generator | None = None,
+        real_target_embeddings: torch.Tensor | None = None,
+        real_target_identities: torch.Tensor | Sequence | None = None,
     ) -> dict[str, torch.Tensor]:
         """
         Args:
@@ -313,6 +396,9 @@ class XEdgeFaceLoss(nn.Module):
             teacher_vis_embeddings (`(batch, dim)`, *optional*): frozen-model embeddings of the VIS images,
                 f_θ0(x_vis), from [`teacher_embeddings`]; needed when a distillation weight is positive.
             identities, target_identities, generator: see [`contrastive_alignment_loss`].
+            real_target_embeddings (`(n, dim)`, *optional*): student embeddings of real target images without visible
+                twins, for the target identity and alignment terms (when their weights are positive).
+            real_target_identities (*optional*): the identity of each of those images.
         """
         config = self.config
         if teacher_vis_embeddings is None and (
@@ -350,6 +436,19 @@ class XEdgeFaceLoss(nn.Module):
                     else vis_embeddings.new_zeros(())
                 )
                 total = total + config.cross_distillation_weight * out["cross_modal_distillation"]
+        if real_target_embeddings is not None:
+            if config.target_identity_weight > 0:
+                if real_target_identities is None:
+                    raise ValueError("The target identity term needs real_target_identities, one per real image.")
+                out["target_identity"] = target_identity_loss(
+                    real_target_embeddings, real_target_identities, config.target_temperature
+                )
+                total = total + config.target_identity_weight * out["target_identity"]
+            if config.alignment_weight > 0:
+                if teacher_vis_embeddings is None:
+                    raise ValueError("The alignment term needs teacher_vis_embeddings (the frozen VIS embeddings).")
+                out["distribution_alignment"] = moment_matching_loss(real_target_embeddings, teacher_vis_embeddings)
+                total = total + config.alignment_weight * out["distribution_alignment"]
         out["loss"] = total
         out.update({f"contrastive/{key}": value for key, value in stats.items()})
         return out

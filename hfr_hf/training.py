@@ -125,6 +125,17 @@ class TrainingConfig:
     max_train_pairs: int | None = field(
         default=None, metadata={"help": "Use at most this many training pairs (seeded subset); None: all."}
     )
+    real_target_data: str | None = field(
+        default=None,
+        metadata={
+            "help": "Real target-spectrum images with identities but no visible twins, for the loss's target "
+            "identity and alignment terms: the folder holding puj_t360/ and puj_fone/ (only the PUJ split's train "
+            "people are read) or a folder of <identity>/ sub-folders. None: pseudo pairs only."
+        },
+    )
+    real_target_batch_size: int = field(
+        default=32, metadata={"help": "Real target images per optimiser step (people × 4 images each)."}
+    )
     augment: bool = field(default=True, metadata={"help": "Augment training images (flip, affine, blur, noise)."})
     skip_bad: bool = field(default=False, metadata={"help": "Leave out unreadable images instead of failing."})
     adapter_preset: str = field(
@@ -205,6 +216,7 @@ class TrainingConfig:
             "batch_size": self.batch_size,
             "eval_batch_size": self.eval_batch_size,
             "gradient_accumulation_steps": self.gradient_accumulation_steps,
+            "real_target_batch_size": self.real_target_batch_size,
             "num_epochs": self.num_epochs,
             "log_every": self.log_every,
         }
@@ -430,6 +442,33 @@ def _read_split_file(path: str, identities: Sequence[str]) -> dict[str, str]:
     if missing:
         raise ValueError(f"Split file {path} has no split for {len(missing)} identities, e.g. {missing[:5]}.")
     return mapping
+
+
+def _real_targets(config: TrainingConfig, splits: dict):
+    """The unpaired real target images of `config.real_target_data`, or None when there are none or no loss term
+    would use them. People of the paired set's validation and test splits are left out, as are the PUJ people kept
+    for validation and measuring."""
+    from .data import Augment
+    from .data.unpaired import UnpairedTargets, unpaired_target_files
+
+    if config.real_target_data is None:
+        return None
+    if config.loss.target_identity_weight <= 0 and config.loss.alignment_weight <= 0:
+        raise ValueError(
+            "real_target_data is set, but no loss term uses it: set loss.target_identity_weight and/or "
+            "loss.alignment_weight above 0, or leave real_target_data out."
+        )
+    held_out = {i for name in ("validation", "test") if name in splits for i in splits[name]["identity"]}
+    files, identities, source = unpaired_target_files(config.real_target_data, exclude=held_out)
+    targets = UnpairedTargets(
+        files,
+        identities,
+        batch_size=config.real_target_batch_size,
+        augment=Augment() if config.augment else None,
+        seed=config.seed,
+        source=source,
+    )
+    return targets
 
 
 def _pair_transform(config: TrainingConfig, dataset, augment: bool):
@@ -873,6 +912,7 @@ def train(
     pair_transform = _pair_transform(config, train_set, augment=config.augment)
     eval_transform = _pair_transform(config, train_set, augment=False)
     model, processor = load_model(config.model)
+    real_targets = _real_targets(config, splits)
     sampler = EpochSampler(len(train_set), config.seed)
     loader = DataLoader(
         train_set.select_columns(["vis", target_column, "identity", "seed"]).with_transform(pair_transform),
@@ -913,7 +953,11 @@ def train(
     scheduler = accelerator.prepare(scheduler)
     loss_fn = XEdgeFaceLoss(config.loss)
     unwrapped = accelerator.unwrap_model(model)
-    needs_teacher = config.loss.self_distillation_weight > 0 or config.loss.cross_distillation_weight > 0
+    needs_teacher = (
+        config.loss.self_distillation_weight > 0
+        or config.loss.cross_distillation_weight > 0
+        or (real_targets is not None and config.loss.alignment_weight > 0)
+    )
 
     state, checkpoint = TrainingState(), None
     if candidates:
@@ -968,8 +1012,13 @@ def train(
             with accelerator.accumulate(model):
                 with accelerator.autocast():
                     vis = batch["vis"]
-                    embeddings = model(pixel_values=torch.cat([vis, batch["target"]])).embeddings.float()
-                    student_vis, student_target = embeddings.split(vis.shape[0])  # one pass: no BatchNorm in EdgeFace
+                    inputs, real_ids = [vis, batch["target"]], None
+                    if real_targets is not None:
+                        real_images, real_ids = real_targets.batch(state.global_step)
+                        inputs.append(processor(real_images, return_tensors="pt").pixel_values.to(vis.device))
+                    embeddings = model(pixel_values=torch.cat(inputs)).embeddings.float()
+                    # one pass: no BatchNorm in EdgeFace
+                    student_vis, student_target, *real = embeddings.split([len(x) for x in inputs])
                     teacher = None
                     if needs_teacher:
                         teacher = (
@@ -979,7 +1028,13 @@ def train(
                         ).float()
                     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + state.global_step)
                     terms = loss_fn(
-                        student_vis, student_target, teacher, identities=batch["identity"], generator=generator
+                        student_vis,
+                        student_target,
+                        teacher,
+                        identities=batch["identity"],
+                        generator=generator,
+                        real_target_embeddings=real[0] if real else None,
+                        real_target_identities=real_ids,
                     )
                 accelerator.backward(terms["loss"])
                 optimizer.step()
@@ -1062,6 +1117,14 @@ def train(
             "mixed_precision": mixed_precision,
             "resumed_from": str(checkpoint) if checkpoint else None,
             "data": {name: {"pairs": len(d), "identities": len(set(d["identity"]))} for name, d in splits.items()},
+            "real_target": None
+            if real_targets is None
+            else {
+                "images": len(real_targets),
+                "identities": len(real_targets.names),
+                "source": real_targets.source,
+                "identity_list": real_targets.names,
+            },
             "trainable_parameters": trainable_parameters,
             "total_parameters": total_parameters,
             "trainable_percent": 100.0 * trainable_parameters / total_parameters,

@@ -9,6 +9,9 @@
   subject01, is only ever a probe).
 - deepface.csv: verification, the 300 labelled pairs of faces/deepface/master.csv.
 - puj_t360.csv: thermal→thermal identification, gallery GalleryPristine, probes ProbePristine.
+- puj_<camera>_verification.csv, puj_<camera>_identification.csv, puj_cross_identification.csv (PUJ-FONE probes vs
+  PUJ-T360 gallery), puj_cross_verification.csv: the real-thermal measures of hfr_hf.evaluation.real_thermal, on the
+  PUJ people kept for measuring (hfr_hf/data/puj_split.json); evaluate them with --no-align.
 Paths are relative to the assets folder, so evaluate with `--root ../shared/assets`.
 """
 
@@ -19,6 +22,7 @@ import csv
 from pathlib import Path
 
 from hfr_hf.evaluation import write_identification_protocol, write_verification_protocol
+from hfr_hf.evaluation.real_thermal import write_puj_protocols
 
 
 def att(assets: Path) -> list[tuple]:
@@ -67,6 +71,8 @@ def main() -> None:
     args = parser.parse_args()
     for name, rows in (("att", att(args.assets)), ("yale", yale(args.assets)), ("puj_t360", puj_t360(args.assets))):
         print(write_identification_protocol(args.output / f"{name}.csv", rows), len(rows), "rows")
+    for path in write_puj_protocols(args.assets / "thermal", args.output, relative_to=args.assets):
+        print(path)
     pairs = deepface(args.assets)
     print(write_verification_protocol(args.output / "deepface.csv", pairs), len(pairs), "pairs")
 

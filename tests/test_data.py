@@ -71,6 +71,19 @@ def test_thermal_background_is_colder_than_face():
     assert scene[40:90, 40:72].mean() > scene[:, :8].mean() + 0.3
 
 
+def test_segmented_thermal_is_black_off_the_face_and_leaves_unsegmented_renders_as_they_were():
+    face = _face()
+    segmented = ThermalRenderer(palettes="white_hot", segmented=1.0)(face, seed=0)
+    plain = ThermalRenderer(palettes="white_hot")(face, seed=0)
+    assert segmented[:, :6].max() == 0 and segmented[:8].max() == 0  # background and hair cap: black
+    assert np.array_equal(segmented[50:90, 40:72], plain[50:90, 40:72])  # the face itself is untouched
+    assert np.array_equal(ThermalRenderer(segmented=0.0)(face, seed=5), ThermalRenderer()(face, seed=5))
+    # PUJ framing: the face is about 0.63 as wide as in the template crop
+    framed = ThermalRenderer(palettes="white_hot", segmented=1.0, framing=(0.63, 0.63))(face, seed=0)
+    width = lambda image: np.ptp(np.flatnonzero((image[..., 0] > 20).any(0)))  # noqa: E731
+    assert width(framed) == pytest.approx(0.63 * width(segmented), rel=0.1)
+
+
 def test_thermal_hair_is_colder_than_skin():
     scene = ThermalRenderer().temperature(_face(), seed=0)
     assert scene[12:24, 40:72].mean() < scene[62:82, 30:82].mean() - 0.1

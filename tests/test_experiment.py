@@ -30,7 +30,7 @@ def faces(assets, tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def experiment(faces, xxs_folder, tmp_path_factory):
+def experiment(faces, xxs_folder, assets, tmp_path_factory):
     from hfr_hf.experiment import run_experiment
 
     output = tmp_path_factory.mktemp("experiment")
@@ -39,6 +39,7 @@ def experiment(faces, xxs_folder, tmp_path_factory):
         output,
         att=faces["att"],
         yale=faces["yale"],
+        thermal=assets / "thermal",
         training={"num_epochs": 1, "batch_size": 16},
         progress=False,
     )
@@ -116,6 +117,23 @@ def test_report_figures_are_those_of_the_frozen_and_the_saved_adapter(experiment
     )
 
 
+def test_report_has_the_real_thermal_measures_of_the_saved_adapter(experiment, xxs_folder, assets):
+    from hfr_hf.adapters import load_adapter
+    from hfr_hf.evaluation.real_thermal import real_thermal_metrics
+    from hfr_hf.inference import load_model
+
+    model, processor = load_model(xxs_folder)
+    adapted = real_thermal_metrics(
+        load_adapter(model, experiment.adapter, adapter_name="thermal"), processor, assets / "thermal"
+    )
+    real = experiment.report["real_thermal"]
+    assert real["adapted"]["cross"]["rank1"] == pytest.approx(adapted["cross"]["rank1"])
+    for camera in ("puj_t360", "puj_fone"):
+        assert real["adapted"][camera]["eer"] == pytest.approx(adapted[camera]["eer"], abs=1e-6)
+    assert real["frozen"]["people"] == 20  # the measuring people of hfr_hf/data/puj_split.json
+    assert "FONE→T360 rank-1" in experiment.table() and "T360 thermal→thermal EER" in experiment.table()
+
+
 def test_report_schema_and_outputs(experiment):
     report = json.loads((experiment.output / "report.json").read_text())
     assert report == json.loads((experiment.adapter / "report.json").read_text())
@@ -132,6 +150,11 @@ def test_report_schema_and_outputs(experiment):
         assert (experiment.output / plot).stat().st_size > 1000
     table = experiment.table()
     assert "VIS→thermal EER" in table and "VIS→VIS AUC" in table
+    for side in ("frozen", "adapted"):  # every pair of the 8 AT&T people's 80 crops
+        rgb = report["results"][side]["att_all_pairs"]
+        assert (rgb["genuine_pairs"], rgb["impostor_pairs"]) == (8 * 45, 80 * 79 // 2 - 8 * 45)
+        assert set(rgb["tar_at_far"]) == {"1e-3", "1e-4"} and -1.0 < rgb["impostor_mean"] < rgb["genuine_mean"]
+    assert "AT&T all pairs TAR@1e-4" in table
 
 
 def test_a_second_run_may_replace_the_first_runs_folders(experiment):

@@ -247,3 +247,68 @@ def test_teacher_leaves_a_frozen_adapter_frozen(tiny_config):
     teacher_embeddings(model, torch.zeros(1, 3, tiny_config.image_size, tiny_config.image_size))
     assert not any(p.requires_grad for p in model.parameters())
     assert not model.training
+
+
+# --- real target data without visible twins ----------------------------------------------------------------------
+
+
+def test_target_identity_loss_is_low_for_separated_people_and_high_for_mixed_ones():
+    from hfr_hf.losses import target_identity_loss
+
+    ids = ["a", "a", "b", "b"]
+    separated = torch.stack([E[0], E[0], E[1], E[1]])
+    swapped = torch.stack([E[0], E[1], E[0], E[1]])  # each image sits on the other person
+    low, high = target_identity_loss(separated, ids, 0.1), target_identity_loss(swapped, ids, 0.1)
+    # separated: log(1 + 2·exp(−10)) per anchor; swapped: the positive is 10 below the impostor
+    assert low.item() == pytest.approx(math.log(1 + 2 * math.exp(-10)), rel=1e-2)
+    assert high.item() > 9.0
+
+
+def test_target_identity_loss_skips_people_with_one_image():
+    from hfr_hf.losses import target_identity_loss
+
+    assert target_identity_loss(E, ["a", "b", "c", "d"]).item() == 0.0
+    one_pair = target_identity_loss(torch.stack([E[0], E[0], E[2], E[3]]), ["a", "a", "c", "d"], 0.1)
+    assert one_pair.item() == pytest.approx(math.log(1 + 2 * math.exp(-10)), rel=1e-2)
+
+
+def test_moment_matching_is_zero_for_one_distribution_and_grows_with_a_shift():
+    from hfr_hf.losses import moment_matching_loss
+
+    points = torch.stack([E[0], E[1], E[2], E[3]])
+    assert moment_matching_loss(points, points.flip(0)).item() == pytest.approx(0.0, abs=1e-7)
+    # same spread, mean moved: the mean term alone is ‖μ_s − μ_r‖²
+    a = torch.stack([E[0], E[1]])
+    b = torch.stack([E[2], E[3]])
+    expected_mean = (((E[0] + E[1]) - (E[2] + E[3])) / 2).pow(2).sum().item()
+    cov = lambda x: (x - x.mean(0)).T @ (x - x.mean(0))  # noqa: E731
+    expected = expected_mean + (cov(a) - cov(b)).pow(2).sum().item() / 4
+    assert moment_matching_loss(a, b).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_moment_matching_gradient_stops_at_the_reference():
+    from hfr_hf.losses import moment_matching_loss
+
+    source = torch.randn(6, 8, requires_grad=True)
+    reference = torch.randn(6, 8, requires_grad=True)
+    moment_matching_loss(source, reference).backward()
+    assert source.grad is not None and source.grad.abs().sum() > 0 and reference.grad is None
+
+
+def test_real_target_terms_are_weighted_into_the_total_and_logged():
+    cfg = XEdgeFaceLossConfig(target_identity_weight=0.5, alignment_weight=2.0)
+    vis = torch.randn(4, 8)
+    real = torch.randn(6, 8)
+    out = XEdgeFaceLoss(cfg)(
+        vis, torch.randn(4, 8), vis.clone(), real_target_embeddings=real, real_target_identities=list("aabbcc")
+    )
+    expected = (
+        out["contrastive"]
+        + out["self_distillation"]
+        + out["cross_modal_distillation"]
+        + 0.5 * out["target_identity"]
+        + 2.0 * out["distribution_alignment"]
+    )
+    assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
+    off = XEdgeFaceLoss(XEdgeFaceLossConfig())(vis, torch.randn(4, 8), vis.clone(), real_target_embeddings=real)
+    assert "target_identity" not in off and "distribution_alignment" not in off

@@ -242,6 +242,12 @@ class ThermalRenderer:
             (hair insulates, creases and nostrils break the skin surface) while skin texture itself is gone.
         glasses_threshold: `glasses_score` above which the eye regions are rendered as cold glass, when the
             caller does not say (`glasses=` in `__call__`).
+        background: range of the ambient (background) temperature, relative to skin near 0.8.
+        segmented: probability that a render is segmented as prepared sets are (PUJ-T360 / PUJ-FONE: everything
+            but the face set to black after the sensor), instead of showing hair and background.
+        framing: range of the face's size in the frame relative to the aligned template (1 = the ArcFace crop;
+            PUJ's registered crops resized to 112 show the face at about 0.63, centred 5 px higher and 5 px to
+            the left); below 1 the render is zoomed out about that centre, its edge carried outwards.
 
     Calling it returns (112, 112, 3) uint8 RGB (grey palettes give three equal channels).
     """
@@ -258,6 +264,9 @@ class ThermalRenderer:
         texture: tuple[float, float] = (0.02, 0.08),
         features: tuple[float, float] = (0.15, 0.45),
         glasses_threshold: float = 0.33,
+        background: tuple[float, float] = (0.0, 0.3),
+        segmented: float = 0.0,
+        framing: tuple[float, float] = (1.0, 1.0),
     ) -> None:
         if palettes is None:
             palettes = {"white_hot": 0.55, "iron": 0.2, "inferno": 0.15, "black_hot": 0.1}
@@ -269,7 +278,7 @@ class ThermalRenderer:
         self.palettes = dict(palettes)
         self.resolution, self.blur, self.noise = resolution, blur, noise
         self.heat_shift, self.texture, self.glasses_threshold = heat_shift, texture, glasses_threshold
-        self.features = features
+        self.features, self.background, self.segmented, self.framing = features, background, segmented, framing
 
     def temperature(
         self, image: Any, seed: int | np.random.Generator | None = None, glasses: bool | None = None
@@ -317,7 +326,7 @@ class ThermalRenderer:
         detail = cv2.GaussianBlur(luminance, (0, 0), 1.0) - cv2.GaussianBlur(luminance, (0, 0), 5.0)
         skin_t += amp(*self.features) * np.minimum(detail, 0.0) / max(regions.skin_level, 0.1)
 
-        background_t = amp(0.0, 0.3) + amp(-0.05, 0.05) * (_YY / SIZE - 0.5)  # ambient, slight gradient
+        background_t = amp(*self.background) + amp(-0.05, 0.05) * (_YY / SIZE - 0.5)  # ambient, slight gradient
         hair_t = amp(0.45, 0.62)
         scene = regions.skin * skin_t + regions.hair * hair_t + regions.background * background_t
         if glasses:  # glass is opaque in LWIR: the lenses show the cold reflected surroundings
@@ -339,6 +348,7 @@ class ThermalRenderer:
     ) -> np.ndarray:
         """Render one aligned crop; `glasses` overrides the detector, `palette` the random choice."""
         rng = _rng(seed)
+        source = image
         scene = self.temperature(image, rng, glasses)
         image = _sensor_resolution(scene, rng.uniform(*self.resolution))
         image = cv2.GaussianBlur(image, (0, 0), rng.uniform(*self.blur))
@@ -349,8 +359,17 @@ class ThermalRenderer:
         sigma = rng.uniform(*self.noise)
         image = image + rng.normal(0.0, sigma, image.shape).astype(np.float32)
         image = image + rng.normal(0.0, rng.uniform(0.0, sigma / 2), (1, SIZE)).astype(np.float32)  # columns
+        name = palette or _pick(rng, self.palettes)
+        if self.segmented and rng.random() < self.segmented:  # drawn last: segmented=0 changes no other draw
+            face = cv2.GaussianBlur(face_regions(source).skin, (0, 0), 0.8) > 0.5
+            image = np.where(face, image, 0.0)
+        if self.framing != (1.0, 1.0):
+            zoom = rng.uniform(*self.framing)
+            matrix = np.float32([[zoom, 0, 50.0 - zoom * 55.0], [0, zoom, 57.0 - zoom * 62.0]])
+            # the edge pixels carry on outwards: black for a segmented render, the background otherwise
+            image = cv2.warpAffine(image, matrix, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         grey = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        return apply_palette(grey, palette or _pick(rng, self.palettes))
+        return apply_palette(grey, name)
 
 
 class NIRRenderer:

@@ -1,0 +1,82 @@
+"""How real a renderer looks to the face model: can real target-spectrum faces be told from rendered ones?
+
+Two measures on the frozen model's embeddings of real and rendered faces:
+
+- realism AUC: a logistic regression trained to tell real from rendered, scored by cross-validation (every
+  embedding judged by a classifier that never saw it); 0.5 = indistinguishable, 1 = always told apart;
+- Fréchet distance between the two embedding distributions, each taken as a Gaussian (as FID does with Inception
+  features): `‖μ_r − μ_g‖² + Tr(C_r + C_g − 2 (C_r C_g)^½)`; 0 for one distribution.
+
+Both are evidence for judging a renderer change (`scripts/realism.py`), not a proof: a renderer can look real to
+the model and still miss what matters for matching.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import linalg
+
+from .verification import roc_auc
+
+__all__ = ["frechet_distance", "realism_auc", "realism_score"]
+
+
+def _check(real: np.ndarray, rendered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    real, rendered = np.asarray(real, np.float64), np.asarray(rendered, np.float64)
+    if real.ndim != 2 or rendered.ndim != 2 or real.shape[1] != rendered.shape[1]:
+        raise ValueError(
+            f"The realism score needs two (n, dim) sets of embeddings of one dim, got {real.shape} and "
+            f"{rendered.shape}."
+        )
+    if min(len(real), len(rendered)) < 10:
+        raise ValueError(
+            f"The realism score needs at least 10 embeddings on each side, got {len(real)} real and "
+            f"{len(rendered)} rendered; give it more faces."
+        )
+    return real, rendered
+
+
+def frechet_distance(real: np.ndarray, rendered: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two sets of (L2-normalised) embeddings."""
+    real, rendered = _check(real, rendered)
+    mu_r, mu_g = real.mean(0), rendered.mean(0)
+    cov_r, cov_g = np.cov(real, rowvar=False), np.cov(rendered, rowvar=False)
+    root = linalg.sqrtm(cov_r @ cov_g)
+    root = root.real  # numerical noise gives a tiny imaginary part to a product of two PSD matrices
+    return float(np.sum((mu_r - mu_g) ** 2) + np.trace(cov_r + cov_g - 2.0 * root))
+
+
+def realism_auc(real: np.ndarray, rendered: np.ndarray, folds: int = 5, seed: int = 0) -> tuple[float, float]:
+    """(mean, std over folds) cross-validated AUC of a logistic regression telling real (positive) from rendered
+    embeddings; classes weighted to balance, folds stratified and seeded."""
+    try:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold
+    except ImportError as error:
+        raise ImportError(
+            "The realism score uses scikit-learn; install it with `pip install hfr-hf[train]` (or scikit-learn)."
+        ) from error
+    real, rendered = _check(real, rendered)
+    x = np.concatenate([real, rendered])
+    y = np.concatenate([np.ones(len(real), bool), np.zeros(len(rendered), bool)])
+    aucs = []
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+        classifier = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000).fit(x[train], y[train])
+        score = classifier.decision_function(x[test])
+        aucs.append(roc_auc(score[y[test]], score[~y[test]]))
+    return float(np.mean(aucs)), float(np.std(aucs))
+
+
+def realism_score(real: np.ndarray, rendered: np.ndarray, folds: int = 5, seed: int = 0) -> dict:
+    """`{"auc", "auc_std", "frechet", "real", "rendered"}` of two sets of embeddings (rows L2-normalised here)."""
+    real, rendered = _check(real, rendered)
+    real = real / np.linalg.norm(real, axis=1, keepdims=True)
+    rendered = rendered / np.linalg.norm(rendered, axis=1, keepdims=True)
+    auc, std = realism_auc(real, rendered, folds, seed)
+    return {
+        "auc": auc,
+        "auc_std": std,
+        "frechet": frechet_distance(real, rendered),
+        "real": len(real),
+        "rendered": len(rendered),
+    }

@@ -1,0 +1,93 @@
+"""Renderer realism: how well the frozen EdgeFace tells real LWIR faces from rendered ones, per renderer setting.
+
+    python scripts/realism.py [--model runs/edgeface-xxs] [--crops runs/xedgeface/protocol/aligned]
+        [--thermal ../shared/assets/thermal] [--renders 240] [--settings today white_hot ...]
+
+Real: every PUJ-T360 and PUJ-FONE image of the split's training people (never the measuring ones), resized as the
+measures read them. Rendered: `--renders` aligned AT&T + Yale crops (a seeded choice) through `ThermalRenderer` with
+each setting below, seeded. For each setting it prints the cross-validated AUC of a logistic regression on the
+frozen embeddings (0.5 = indistinguishable) and the Fréchet distance (`hfr_hf.evaluation.realism`), and writes
+`<output>/realism.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = Path(os.environ.get("HFR_HF_ASSETS", REPO.parent / "shared" / "assets"))
+
+# name → ThermalRenderer keyword arguments; "today" is the renderer before the realism score existed.
+SETTINGS = {
+    "today": {},
+    "white_hot": {"palettes": "white_hot"},
+    "white_hot, cold background": {"palettes": "white_hot", "background": (0.0, 0.05)},
+    "white_hot, segmented": {"palettes": "white_hot", "segmented": 1.0},
+    "white_hot, segmented, blurrier": {"palettes": "white_hot", "segmented": 1.0, "blur": (0.8, 1.6)},
+    "white_hot, segmented, no fine structure": {"palettes": "white_hot", "segmented": 1.0, "features": (0.0, 0.05)},
+    "white_hot, segmented, PUJ framing": {"palettes": "white_hot", "segmented": 1.0, "framing": (0.58, 0.68)},
+    "PUJ framing": {"framing": (0.58, 0.68)},
+    "white_hot, PUJ framing": {"palettes": "white_hot", "framing": (0.58, 0.68)},
+    "mixed: half segmented, white_hot 0.8": {
+        "palettes": {"white_hot": 0.8, "iron": 0.1, "inferno": 0.05, "black_hot": 0.05},
+        "segmented": 0.5,
+    },
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from PIL import Image
+
+    from hfr_hf.data import ThermalRenderer
+    from hfr_hf.data.puj import load_puj_split, puj_images
+    from hfr_hf.evaluation.realism import realism_score
+    from hfr_hf.inference import embed_images, load_model
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(REPO / "runs" / "edgeface-xxs"))
+    parser.add_argument("--crops", type=Path, default=REPO / "runs" / "xedgeface" / "protocol" / "aligned")
+    parser.add_argument("--thermal", type=Path, default=ASSETS / "thermal")
+    parser.add_argument("--renders", type=int, default=240)
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--output", type=Path, default=REPO / "runs" / "realism")
+    args = parser.parse_args(argv)
+
+    model, processor = load_model(args.model)
+    model.eval()
+    train = {p for p, s in load_puj_split().items() if s == "train"}
+    real_files = [f for people in puj_images(args.thermal, train).values() for fs in people.values() for f in fs]
+    real = embed_images(model, processor, real_files, progress=False, align="never")
+    crops = sorted(args.crops.glob("*/*.png"))
+    if not crops:
+        raise SystemExit(f"No aligned crops under {args.crops}; run the experiment (make run) first.")
+    rng = np.random.default_rng(0)
+    chosen = [crops[i] for i in sorted(rng.choice(len(crops), min(args.renders, len(crops)), replace=False))]
+    sources = [np.asarray(Image.open(c).convert("RGB")) for c in chosen]
+    results = {}
+    print(f"real: {len(real)} PUJ images of {len(train)} training people; rendered: {len(sources)} crops")
+    print("| setting | realism AUC (± std over 5 folds) | Fréchet distance |\n|---|---|---|")
+    for name in args.settings:
+        started = time.perf_counter()
+        renderer = ThermalRenderer(**SETTINGS[name])
+        renders = [renderer(s, np.random.default_rng([0, n])) for n, s in enumerate(sources)]
+        rendered = embed_images(model, processor, renders, progress=False, align="never")
+        results[name] = {**realism_score(real, rendered), "settings": SETTINGS[name]}
+        r = results[name]
+        print(
+            f"| {name} | {r['auc']:.3f} ± {r['auc_std']:.3f} | {r['frechet']:.3f} |  ({time.perf_counter() - started:.0f} s)",
+            flush=True,
+        )
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "realism.json").write_text(json.dumps(results, indent=2, default=list) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
