@@ -324,7 +324,15 @@ def cmd_push(args: argparse.Namespace) -> int:
         commit_message=args.commit_message,
         dry_run=args.dry_run,
     )
-    if args.space:
+    if args.detector:
+        from .hub.detector import push_detector
+
+        stray = [flag for flag, value in (("--adapter", args.adapter), ("--merge", args.merge),
+                                          ("--report", args.report), ("--base-repo", args.base_repo)) if value]
+        if stray:
+            raise ValueError(f"{', '.join(stray)} apply to EdgeFace model repositories, not to a detector push.")
+        result = push_detector(args.repo_id, args.detector, **common)
+    elif args.space:
         model_only = (("--adapter", args.adapter), ("--merge", args.merge), ("--report", args.report))
         stray = [flag for flag, value in (*model_only, ("--base-repo", args.base_repo)) if value]
         if stray:
@@ -466,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = push.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="converted model folder (the base, with --adapter)")
     source.add_argument("--space", help="Space folder (app.py, requirements.txt, README.md) to upload as a Space")
+    source.add_argument("--detector", help="cross-spectral detector folder (hfr-hf train-detector) to upload")
     push.add_argument("--adapter", help="adapter folder (hfr_hf.adapters.save_adapter): push the adapter repository")
     push.add_argument("--merge", action="store_true", help="with --adapter: push EdgeFace with the adapter merged in")
     push.add_argument("--base-repo", help="Hub repository of the base model (required with --adapter)")

@@ -173,3 +173,20 @@ def test_cli_train_detector_bad_folder(tmp_path, capsys):
     assert main(["train-detector", str(tmp_path / "missing"), "--output", str(tmp_path / "det")]) == 1
     assert "is not a folder" in capsys.readouterr().err
     assert not (tmp_path / "det").exists()
+
+
+def test_push_detector_dry_run_writes_card_and_weights(tmp_path, capsys):
+    save_detector(MTCNN(), tmp_path / "det", {"networks": ["onet"], "training_data": {"folders": ["/x/faces/att"]}})
+    assert main(["push", "someone/thermal-mtcnn", "--detector", str(tmp_path / "det"), "--dry-run",
+                 str(tmp_path / "dry")]) == 0
+    assert sorted(p.name for p in (tmp_path / "dry").iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    card = (tmp_path / "dry/README.md").read_text()
+    assert "AT&T (ORL)" in card and "MIT" in card and "No real thermal" in card
+    load_detector(tmp_path / "dry")  # the pushed folder loads as a detector
+
+
+def test_push_detector_refuses_internal_photos(tmp_path, capsys):
+    save_detector(MTCNN(), tmp_path / "det", {"networks": ["onet"], "training_data": {"folders": ["/x/deepface"]}})
+    assert main(["push", "someone/d", "--detector", str(tmp_path / "det"), "--dry-run", str(tmp_path / "dry")]) == 1
+    assert "internal tests only" in capsys.readouterr().err
+    assert not (tmp_path / "dry").exists()

@@ -66,7 +66,9 @@ _TEMPLATE_IOD = float(np.linalg.norm(ARCFACE_TEMPLATE[1] - ARCFACE_TEMPLATE[0]))
 class DetectorTrainingConfig:
     """What `train_detector` does. Every field is written to the detector's config.json."""
 
-    networks: tuple[str, ...] = field(default=("rnet", "onet"), metadata={"help": "MTCNN networks to fine-tune"})
+    networks: tuple[str, ...] = field(
+        default=("pnet", "rnet", "onet"), metadata={"help": "MTCNN networks to fine-tune"}
+    )
     renders_per_image: int = field(default=5, metadata={"help": "scenes rendered from each labelled photo"})
     samples_per_scene: tuple[int, int, int] = field(
         default=(4, 3, 9), metadata={"help": "positive, part and negative windows cut from each scene"}
@@ -393,6 +395,14 @@ def _jittered(box: np.ndarray, rng: np.random.Generator, count: int, spread: flo
     return np.stack([x, y, x + sides, y + sides], 1)
 
 
+def _inner(box: np.ndarray, rng: np.random.Generator, count: int) -> np.ndarray:
+    """Square windows 30-65 % of the face's side, centred anywhere inside the face box."""
+    side = max(box[2] - box[0], box[3] - box[1])
+    sides = side * rng.uniform(0.3, 0.65, count)
+    cx, cy = rng.uniform(box[0], box[2], count), rng.uniform(box[1], box[3], count)
+    return np.stack([cx - sides / 2, cy - sides / 2, cx + sides / 2, cy + sides / 2], 1)
+
+
 def _random_windows(rng: np.random.Generator, height: int, width: int, count: int) -> np.ndarray:
     sides = np.exp(rng.uniform(np.log(12), np.log(max(13, min(height, width))), count))
     x = rng.uniform(0, np.maximum(width - sides, 1))
@@ -440,16 +450,21 @@ class SceneSampler:
                 chosen = rng.permutation(chosen)[:wanted]
                 windows.append(candidates[chosen])
                 labels += [label] * len(chosen)
-        candidates = np.concatenate([_random_windows(rng, height, width, negatives * 3), proposals])
+        easy_pool = _random_windows(rng, height, width, negatives * 3)
+        hard_pool = proposals
         if box is not None:
-            candidates = np.concatenate([candidates, _jittered(box, rng, negatives, 1.2)])
-            candidates = candidates[_iou(candidates, box) < 0.3]
-        # half the negatives from the P-Net proposals (the hard ones), the rest random
-        hard = rng.permutation(np.arange(len(candidates))[-len(proposals):] if len(proposals) else [])[: negatives // 2]
-        easy = rng.permutation(len(candidates))[: negatives - len(hard)]
-        chosen = np.unique(np.concatenate([hard, easy]).astype(np.int64))
-        windows.append(candidates[chosen])
-        labels += [0] * len(chosen)
+            # besides windows beside the face, windows inside it: a part of a face (nostrils and mouth under a
+            # white-hot forehead look like eyes and a mouth) is not a face
+            easy_pool = np.concatenate([easy_pool, _jittered(box, rng, negatives, 1.2)])
+            hard_pool = np.concatenate([hard_pool, _inner(box, rng, negatives)])
+            easy_pool = easy_pool[_iou(easy_pool, box) < 0.3]
+            hard_pool = hard_pool[_iou(hard_pool, box) < 0.3]
+        # half the negatives from the P-Net proposals and windows inside the face (the hard ones), the rest random
+        hard = rng.permutation(len(hard_pool))[: negatives // 2]
+        easy = rng.permutation(len(easy_pool))[: negatives - len(hard)]
+        candidates = np.concatenate([hard_pool[hard], easy_pool[easy]])
+        windows.append(candidates)
+        labels += [0] * len(candidates)
         windows = np.concatenate(windows) if windows else np.zeros((0, 4))
         labels = np.asarray(labels, np.int64)
         sides = windows[:, 2] - windows[:, 0] + 1
