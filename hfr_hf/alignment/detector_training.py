@@ -337,11 +337,20 @@ def render_frame(
             taper = np.minimum.outer(*(2 * [np.minimum(np.arange(SIZE), SIZE - 1 - np.arange(SIZE))])) / 10.0
             weight = (weight * np.clip(taper, 0, 1)).astype(np.float32)
             inverse = dict(flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
+            skin_t = float(np.median(face_t[regions.skin > 0.5])) if (regions.skin > 0.5).any() else 0.8
             face_t = cv2.warpAffine(face_t, matrix, (width, height), **inverse)
             weight = cv2.warpAffine(weight, matrix, (width, height), **inverse)
+            # the head goes on beyond the crop (forehead, scalp, jaw): warm skin, cooler where hair darkens the
+            # visible image; without it the face would end above the brows, which real thermal heads never do
+            head = _head_mask(landmarks, (height, width)) * (1 - weight)
+            shade = cv2.GaussianBlur(luminance, (0, 0), max(1.0, iod * 0.1))
+            level = float(np.median(luminance[weight > 0.5])) if (weight > 0.5).any() else 0.5
+            hair = np.clip((level - shade) / max(level, 0.05), 0.0, 1.0)
+            head_t = skin_t * rng.uniform(0.92, 1.0) - rng.uniform(0.1, 0.35) * hair
             if masked:
-                weight = (weight > rng.uniform(0.3, 0.6)).astype(np.float32)
-            scene_t = scene_t * (1 - weight) + face_t * weight
+                keep = ((weight + head) > rng.uniform(0.3, 0.6)).astype(np.float32)
+                weight, head = weight * keep / np.maximum(weight + head, 1e-6), head * keep / np.maximum(weight + head, 1e-6)
+            scene_t = scene_t * (1 - weight - head) + face_t * weight + head_t * head
         else:
             scene_t = background + (rng.uniform(0, 0.6) * _texture(rng, height, width) if rng.random() < 0.5 else 0)
         return _sensor(scene_t.astype(np.float32), rng, face_side, _thermal_palette(rng))
@@ -535,7 +544,7 @@ def _fit(name: str, net, data, config: DetectorTrainingConfig, generator: torch.
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + value * len(index)
             bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.3f}")
+            bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss.detach()):.3f}")
         history.append({key: value / len(labels) for key, value in sums.items()})
     bar.close()
     net.eval()
