@@ -42,12 +42,45 @@ def _alignment(args: argparse.Namespace) -> dict:
     return {"align": align, "aligner": None if align == "never" else FaceAligner(select=args.select)}
 
 
+def cmd_train_detector(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .alignment.detector_training import DetectorTrainingConfig, train_detector
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    options = {
+        "renders_per_image": args.renders_per_image,
+        "negative_scenes": args.negative_scenes,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "networks": tuple(args.networks) if args.networks else None,
+        "exclude": tuple(args.exclude),
+    }
+    config = dataclasses.replace(DetectorTrainingConfig(), **{k: v for k, v in options.items() if v is not None})
+    report = train_detector(args.images, args.output, config)
+    print(f"Detector saved to {args.output}: {report['labelled']} photos labelled of {report['photos']}, "
+          f"{report['seconds']['total']:.0f} s; report in {Path(args.output) / 'report.json'}")
+    for name, network in report["networks"].items():
+        before, after = network["held_out_before"], network["held_out_after"]
+        print(f"  {name}: held-out face/not-face accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f}")
+    return 0
+
+
 def cmd_align(args: argparse.Namespace) -> int:
     from .alignment import FaceAligner
     from .alignment.folder import align_folder, read_landmarks_csv
 
     landmarks = read_landmarks_csv(args.landmarks) if args.landmarks else None
-    aligner = FaceAligner(select=args.select, min_face_size=args.min_face_size, image_size=args.size)
+    aligner = FaceAligner(
+        select=args.select,
+        min_face_size=args.min_face_size,
+        image_size=args.size,
+        spectrum=args.spectrum,
+        detector_weights=args.detector,
+    )
     report = align_folder(args.source, args.destination, aligner, landmarks=landmarks, twins=args.twins)
     print(f"Aligned {len(report.aligned)} images into {args.destination}; details in {report.csv_path}")
     if report.failed:
@@ -315,7 +348,15 @@ def cmd_push(args: argparse.Namespace) -> int:
         commit_message=args.commit_message,
         dry_run=args.dry_run,
     )
-    if args.space:
+    if args.detector:
+        from .hub.detector import push_detector
+
+        stray = [flag for flag, value in (("--adapter", args.adapter), ("--merge", args.merge),
+                                          ("--report", args.report), ("--base-repo", args.base_repo)) if value]
+        if stray:
+            raise ValueError(f"{', '.join(stray)} apply to EdgeFace model repositories, not to a detector push.")
+        result = push_detector(args.repo_id, args.detector, **common)
+    elif args.space:
         model_only = (("--adapter", args.adapter), ("--merge", args.merge), ("--report", args.report))
         stray = [flag for flag, value in (*model_only, ("--base-repo", args.base_repo)) if value]
         if stray:
@@ -391,6 +432,15 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--twins", help="folder of pixel-registered visible images whose landmarks align these")
     align.add_argument("--min-face-size", type=int, default=20, help="smallest face to detect, in pixels")
     align.add_argument("--size", type=int, default=112, help="side of the aligned crops")
+    align.add_argument(
+        "--spectrum",
+        choices=["visible", "nir", "thermal", "auto"],
+        default="visible",
+        help="which detector finds the faces: MTCNN (visible), the cross-spectral one, or chosen per image",
+    )
+    align.add_argument(
+        "--detector", help="cross-spectral detector folder or Hub repo (hfr-hf train-detector); default $HFR_HF_DETECTOR"
+    )
     align.set_defaults(func=cmd_align)
 
     embed = commands.add_parser("embed", help="embed images (files or folders) into an .npz or .safetensors file")
@@ -466,6 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = push.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="converted model folder (the base, with --adapter)")
     source.add_argument("--space", help="Space folder (app.py, requirements.txt, README.md) to upload as a Space")
+    source.add_argument("--detector", help="cross-spectral detector folder (hfr-hf train-detector) to upload")
     push.add_argument("--adapter", help="adapter folder (hfr_hf.adapters.save_adapter): push the adapter repository")
     push.add_argument("--merge", action="store_true", help="with --adapter: push EdgeFace with the adapter merged in")
     push.add_argument("--base-repo", help="Hub repository of the base model (required with --adapter)")
@@ -520,6 +571,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     quantize.add_argument("--no-smoothing", action="store_true", help="quantise the graph as exported")
     quantize.set_defaults(func=cmd_quantize)
+
+    train_detector = commands.add_parser(
+        "train-detector",
+        help="train the cross-spectral face detector on thermal/NIR renders of visible photos",
+    )
+    train_detector.add_argument("images", nargs="+", help="folders of visible photos with one face each (recursive)")
+    train_detector.add_argument("--output", required=True, help="folder for config.json, model.safetensors, report.json")
+    train_detector.add_argument(
+        "--exclude", action="append", default=[], help="glob of images kept out of training (repeatable)"
+    )
+    train_detector.add_argument("--renders-per-image", type=int, help="scenes rendered from each photo")
+    train_detector.add_argument("--negative-scenes", type=int, help="face-free scenes among the renders")
+    train_detector.add_argument("--epochs", type=int, help="passes over the samples, per network")
+    train_detector.add_argument("--networks", nargs="+", choices=["pnet", "rnet", "onet"], help="networks to tune")
+    train_detector.add_argument("--seed", type=int, help="seed of the renders and of training")
+    train_detector.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    train_detector.set_defaults(func=cmd_train_detector)
     return parser
 
 

@@ -74,6 +74,23 @@ def tiny_config():
     )
 
 
+# Identities no detector training in the tests sees: the held-out renders are made from them.
+HELD_OUT = tuple(f"*/att/s{i}/*" for i in range(31, 41)) + tuple(f"*/yale/subject{i}*" for i in (13, 14, 15))
+
+
+@pytest.fixture(scope="session")
+def reduced_detector(assets, tmp_path_factory) -> Path:
+    """A cross-spectral detector trained once per session by the project's own `train_detector`, reduced (two
+    renders per photo, two epochs: a few minutes on 2 cores); trained weights are never committed."""
+    from hfr_hf.alignment.detector_training import DetectorTrainingConfig, train_detector
+
+    config = DetectorTrainingConfig(renders_per_image=2, negative_scenes=150, epochs=2, exclude=HELD_OUT)
+    folder = tmp_path_factory.mktemp("detector") / "reduced"
+    faces = assets / "faces"
+    train_detector([faces / "yale", faces / "att", faces / "deepface"], folder, config, progress=False)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def xxs_folder(assets, tmp_path_factory) -> Path:
     """EdgeFace-XXS converted from the official int8 checkpoint, once per session."""

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from ..image_processing_edgeface import EdgeFaceImageProcessor
+from .detector import SPECTRA, guess_spectrum, load_detector
 from .mtcnn import MTCNN, FaceDetections
 from .quality import AlignmentError, check_coverage, check_crop, check_landmarks, check_layout
 
@@ -90,6 +91,13 @@ class FaceAligner:
         detector: an `MTCNN` instance; built with `min_face_size`, `thresholds` and `scale_factor` when None.
         intensity_normalization: how grey, 16-bit and float images reach 8 bits before detection
             (see `EdgeFaceImageProcessor`).
+        spectrum: `visible` (MTCNN as published), `nir` or `thermal` (the cross-spectral detector of
+            `detector_weights`), or `auto`: chosen per image from its colour statistics (`guess_spectrum`):
+            false-colour images go to the cross-spectral detector, colour photos to MTCNN, grey images to both
+            (MTCNN's face when it is sure of it, score ≥ `auto_visible_score`, else the cross-spectral one). The
+            choice is reported in each face's `extra["spectrum"]`.
+        detector_weights: folder or Hub repository of a detector made by `hfr-hf train-detector` (needed for
+            every spectrum but `visible`; the environment variable HFR_HF_DETECTOR gives a default).
 
     Calling the aligner on an image returns the crop of the selected face, so it can be handed to the image
     processor: `processor(photos, aligner=FaceAligner())`.
@@ -104,9 +112,24 @@ class FaceAligner:
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
         scale_factor: float = 0.709,
         intensity_normalization: str = "auto",
+        spectrum: str = "visible",
+        detector_weights: str | os.PathLike | None = None,
+        auto_visible_score: float = 0.95,
     ) -> None:
         if select not in SELECTIONS:
             raise ValueError(f"select must be one of {', '.join(SELECTIONS)}, got {select!r}.")
+        if spectrum not in SPECTRA:
+            raise ValueError(f"spectrum must be one of {', '.join(SPECTRA)}, got {spectrum!r}.")
+        detector_weights = detector_weights or os.environ.get("HFR_HF_DETECTOR") or None
+        if spectrum != "visible" and detector_weights is None:
+            raise ValueError(
+                f"spectrum={spectrum!r} needs a cross-spectral detector: pass detector_weights=FOLDER_OR_REPO "
+                "(train one with `hfr-hf train-detector --output FOLDER`) or set HFR_HF_DETECTOR."
+            )
+        self.spectrum = spectrum
+        self.detector_weights = detector_weights
+        self.auto_visible_score = float(auto_visible_score)
+        self._cross_detector: MTCNN | None = None
         self.select = select
         self.image_size = image_size
         self.template = ARCFACE_TEMPLATE * image_size / 112.0
@@ -119,6 +142,34 @@ class FaceAligner:
         if self._detector is None:  # built on first use: landmark-only alignment needs no weights
             self._detector = MTCNN(**self._detector_options)
         return self._detector
+
+    @property
+    def cross_detector(self) -> MTCNN:
+        """The cross-spectral detector (loaded on first use from `detector_weights`)."""
+        if self._cross_detector is None:
+            options = {k: self._detector_options[k] for k in ("min_face_size", "scale_factor")}
+            self._cross_detector = load_detector(self.detector_weights, **options)
+        return self._cross_detector
+
+    def _detect(self, rgbs: list[np.ndarray]) -> tuple[list[FaceDetections], list[str]]:
+        """Detections of each image with the detector its spectrum calls for, and that spectrum's name."""
+        if self.spectrum == "visible":
+            return self.detector.detect(rgbs), ["visible"] * len(rgbs)
+        if self.spectrum in ("nir", "thermal"):
+            return self.cross_detector.detect(rgbs), [self.spectrum] * len(rgbs)
+        kinds = [guess_spectrum(rgb) for rgb in rgbs]
+        results: list = [None] * len(rgbs)
+        spectra = list(kinds)
+        visible = [i for i, kind in enumerate(kinds) if kind in ("visible", "grey")]
+        for i, found in zip(visible, self.detector.detect([rgbs[i] for i in visible]) if visible else []):
+            results[i] = found
+        cross = [i for i, kind in enumerate(kinds) if kind == "thermal" or (
+            kind == "grey" and (len(results[i]) == 0 or results[i].scores[0] < self.auto_visible_score))]
+        for i, found in zip(cross, self.cross_detector.detect([rgbs[i] for i in cross]) if cross else []):
+            if kinds[i] == "thermal" or len(found) or not len(results[i]):
+                results[i] = found
+                spectra[i] = "thermal" if kinds[i] == "thermal" else "nir/thermal"
+        return results, ["visible" if s == "grey" else s for s in spectra]
 
     def to_rgb(self, image: Any) -> np.ndarray:
         """Any supported image (path, PIL, numpy, torch; grey, 16-bit, float) as (H, W, 3) uint8 RGB."""
@@ -192,8 +243,11 @@ class FaceAligner:
                 slots.append(i)
             except (ValueError, TypeError, OSError) as error:
                 results[i] = AlignmentError(str(error))
-        for i, rgb, detections in zip(slots, rgbs, self.detector.detect(rgbs) if rgbs else []):
-            faces = self._faces(rgb, detections, "detected")
+        detections, spectra = self._detect(rgbs) if rgbs else ([], [])
+        for i, rgb, found, spectrum in zip(slots, rgbs, detections, spectra):
+            faces = self._faces(rgb, found, "detected")
+            for face in faces:
+                face.extra["spectrum"] = spectrum
             results[i] = self._selected(faces) if faces else AlignmentError("No face was detected.")
         return results
 

@@ -10,6 +10,8 @@ with one readable sentence, which `app.py` shows in the page. Settings come from
   `all=...`) serves every spectrum, visible included (the paper's single network). Empty or unset: the first
   of `<model>/adapter` and `<model>/../xedgeface/adapter` that exists serves every spectrum; `none`: no adapter.
   Without an adapter every spectrum uses the base model.
+- `HFR_HF_DETECTOR`: a cross-spectral detector folder or Hub repo (`hfr-hf train-detector`): uploads are then
+  aligned with `FaceAligner(spectrum="auto")`, so thermal and NIR faces are found without clicks. Unset: MTCNN.
 - Thresholds: `report.json` (`{"thresholds": {"thermal": {"1e-2": t, "1e-3": t}, "vis": {...}}}`, cosine
   thresholds at FAR 1 % / 0.1 % keyed by probe spectrum) in the adapter folder or its parent (the training
   output), or for the base model in the model folder. A spectrum without its own entry uses the `vis` one,
@@ -377,7 +379,10 @@ class FaceEngine:
             adapters = adapters or default_adapters(self.model_dir)
         self.model, self.processor = load_model(self.model_dir)
         self.model.requires_grad_(False)
-        self.aligner = FaceAligner()
+        # HFR_HF_DETECTOR (a folder or Hub repo from `hfr-hf train-detector`): thermal and NIR uploads are found
+        # without clicks, the spectrum chosen per image; clicks stay the fallback for faces it misses
+        detector = os.environ.get("HFR_HF_DETECTOR") or None
+        self.aligner = FaceAligner(spectrum="auto" if detector else "visible", detector_weights=detector)
         self.adapter_dirs: dict[str, Path] = {}
         self.calibrations: dict[str | None, Calibration] = {None: Calibration.from_folders([self.model_dir])}
         if adapters:
@@ -451,7 +456,9 @@ class FaceEngine:
             return AlignedInput(face.crop, how)
         try:
             face = self.aligner.align(rgb)[0]
-            return AlignedInput(face.crop, f"detected (confidence {face.score:.2f})")
+            spectrum = face.extra.get("spectrum", "visible")
+            detector = "" if spectrum == "visible" else f", {spectrum} detector"
+            return AlignedInput(face.crop, f"detected (confidence {face.score:.2f}{detector})")
         except AlignmentError:
             if rgb.shape[:2] != (self.aligner.image_size, self.aligner.image_size):
                 raise NoFaceError(role) from None

@@ -1,0 +1,137 @@
+"""Measures of a cross-spectral detector (`hfr-hf train-detector`) against MTCNN, on the shared assets.
+
+* Real LWIR (PUJ-T360, PUJ-FONE: all images): faces found with five landmarks, landmark plausibility (each point
+  within `--tolerance` face-box units of its mean over the set, anatomical order), and thermal→thermal
+  identification (GalleryPristine vs ProbePristine, per camera, EdgeFace-XXS from `--model`): the detector's
+  alignment against the registered crops simply resized to 112×112. A probe or gallery image where no face is
+  found is resized instead, so both columns use every image.
+* Renders of held-out identities (AT&T s31-s40, Yale subjects 13-15: kept out of the README's training command):
+  landmark error over the inter-ocular distance against the visible detections, thermal and NIR.
+* Images without faces: false detections per image.
+
+Writes a JSON report to `--output` and prints Markdown tables. Run from the repository root:
+
+    python scripts/bench_detector.py --detector runs/detector --model runs/xxs [--assets ../shared/assets]
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from hfr_hf.alignment import FaceAligner
+from hfr_hf.alignment.detector_training import find_images, label_faces
+from hfr_hf.evaluation import eer, identification_metrics, probe_gallery_scores
+from hfr_hf.evaluation.detection import (
+    face_region_box,
+    false_detections,
+    landmark_plausibility,
+    non_face_images,
+    render_landmark_errors,
+)
+
+HELD_OUT = [f"*/att/s{i}/*" for i in range(31, 41)] + [f"*/yale/subject{i}*" for i in (13, 14, 15)]
+
+
+def real_thermal(assets: Path, aligner: FaceAligner, tolerance: float) -> tuple[dict, dict]:
+    files = sorted(Path(assets, "thermal").glob("puj_*/*/*.tiff"))
+    images = [np.asarray(Image.open(f)) for f in files]
+    results = aligner.detect_and_align(images)
+    found = [not isinstance(r, Exception) for r in results]
+    report: dict = {"images": len(files), "found": int(sum(found))}
+    for camera in ("puj_t360", "puj_fone"):
+        mine = [i for i, f in enumerate(files) if camera in str(f)]
+        report[camera] = {"images": len(mine), "found": int(sum(found[i] for i in mine))}
+    points = [r[0].landmarks for r in results if not isinstance(r, Exception)]
+    boxes = [face_region_box(im) for im, r in zip(images, results) if not isinstance(r, Exception)]
+    plausible = landmark_plausibility(points, boxes, tolerance) if points else {"rate": 0.0, "deviation": np.zeros((0, 5))}
+    report["plausible"] = int(np.sum(plausible.get("plausible", [])))
+    report["plausible_rate_of_found"] = plausible["rate"]
+    report["deviation_p95"] = np.percentile(plausible["deviation"], 95, axis=0).round(3).tolist() if points else []
+    report["mean_landmarks_in_face_box"] = np.asarray(plausible.get("mean", [])).round(3).tolist()
+    return report, {str(f): r for f, r in zip(files, results)}
+
+
+def identification(assets: Path, model_folder: str, detections: dict) -> dict:
+    from hfr_hf.inference import embed_images, load_model
+
+    model, processor = load_model(model_folder)
+    out = {}
+    for camera in ("puj_t360", "puj_fone"):
+        gallery = sorted(Path(assets, "thermal", camera, "GalleryPristine").glob("*.tiff"))
+        probes = sorted(Path(assets, "thermal", camera, "ProbePristine").glob("*.tiff"))
+        ids = lambda files: [f.name.split("_")[0] for f in files]  # noqa: E731
+        rows = {}
+        for name in ("resized", "detector"):
+            def crops(files):
+                result = []
+                for f in files:
+                    image = np.asarray(Image.open(f).convert("RGB"))
+                    found = detections[str(f)]
+                    if name == "detector" and not isinstance(found, Exception):
+                        result.append(found[0].crop)
+                    else:
+                        result.append(np.asarray(Image.fromarray(image).resize((112, 112), Image.Resampling.BILINEAR)))
+                return result
+            g = embed_images(model, processor, crops(gallery), progress=False)
+            p = embed_images(model, processor, crops(probes), progress=False)
+            similarity = (p @ g.T).numpy() if hasattr(p, "numpy") else p @ g.T
+            metrics = identification_metrics(similarity, ids(probes), ids(gallery))
+            genuine, impostor = probe_gallery_scores(similarity, ids(probes), ids(gallery))
+            rows[name] = {"rank1": metrics["rank1"], "eer": eer(genuine, impostor)}
+        out[camera] = rows
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--detector", required=True, help="detector folder from hfr-hf train-detector")
+    parser.add_argument("--model", help="EdgeFace model folder for the identification check (skipped without)")
+    parser.add_argument("--assets", default=os.environ.get("HFR_HF_ASSETS", "../shared/assets"))
+    parser.add_argument("--tolerance", type=float, default=0.1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", default="runs/bench_detector.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    assets = Path(args.assets)
+    report: dict = {}
+
+    for spectrum in ("visible", "thermal"):
+        aligner = FaceAligner(spectrum=spectrum, detector_weights=args.detector)
+        report[f"puj_{spectrum}"], detections = real_thermal(assets, aligner, args.tolerance)
+        if args.model:
+            report[f"identification_{spectrum}"] = identification(assets, args.model, detections)
+
+    faces_root = assets / "faces"
+    held = [p for p in find_images([faces_root / "att", faces_root / "yale"])
+            if any(fnmatch.fnmatch(str(p), pattern) for pattern in HELD_OUT)]
+    thermal = FaceAligner(spectrum="thermal", detector_weights=args.detector)
+    faces, _ = label_faces(held, thermal.detector)
+    report["held_out_photos"] = len(faces)
+    for spectrum in ("thermal", "nir", "visible"):
+        errors = render_landmark_errors(faces, thermal, spectrum, renders=2, seed=7)
+        errors.pop("nme")
+        report[f"renders_{spectrum}"] = errors
+
+    images, kinds = non_face_images(40)
+    for spectrum in ("visible", "thermal"):
+        aligner = FaceAligner(select="all", spectrum=spectrum, detector_weights=args.detector)
+        result = false_detections(aligner, images)
+        counts = result.pop("counts")
+        result["by_kind"] = {k: int(sum(c for c, kk in zip(counts, kinds) if kk == k)) for k in sorted(set(kinds))}
+        report[f"non_faces_{spectrum}"] = result
+
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
