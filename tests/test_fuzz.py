@@ -378,3 +378,51 @@ def test_space_align_gives_a_face_crop_or_a_sentence(engine, image, points):
         return
     accepted()
     assert aligned.crop.shape == (112, 112, 3) and aligned.crop.dtype == np.uint8
+
+
+# ------------------------------------------------------------------------------------------- folder alignment
+
+NAME_PART = st.text("ab._- é0", min_size=1, max_size=6).filter(lambda part: part not in (".", ".."))
+
+
+@settings(FUZZ, max_examples=60)
+@given(
+    files=st.dictionaries(
+        st.lists(NAME_PART, min_size=1, max_size=3).map("/".join), hostile_files() | st.just(b"face"), max_size=5
+    ),
+    extra_keys=st.lists(st.sampled_from(["../outside.png", "/etc/passwd", "../../x.png", "a/../../y.png"]), max_size=2),
+    points=near_a_face(),
+)
+def test_align_folder_writes_only_inside_the_output_folder(tmp_path_factory, files, extra_keys, points):
+    """Hostile names (dots, spaces, accents, a file and a folder of one name) and contents, landmark rows for
+    every image and for paths that climb out: crops, CSV and nothing else land under the output folder, and a bad
+    image is a row of the CSV, not a stop."""
+    from hfr_hf.alignment.folder import align_folder
+
+    from .test_alignment import FakeDetector
+
+    base = tmp_path_factory.mktemp("align")
+    source, output = base / "in", base / "out"
+    source.mkdir()
+    written = {}
+    for relative, data in files.items():
+        path = source / relative
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(image_bytes(FACE, "PNG") if data == b"face" else data)
+            written[relative] = path
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            continue  # a file and a folder of one name: the file system refuses, as it should
+    landmarks = {relative: [v for p in points for v in p] for relative in [*written, *extra_keys]}
+    before = {p for p in base.rglob("*")}
+    detector = FakeDetector(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)))  # finds nothing
+    try:
+        report = align_folder(source, output, FaceAligner(detector=detector), landmarks, progress=False)
+    except ValueError as error:  # names that cannot be told apart: refused before writing
+        assert_sentence(error)
+        assert {p for p in base.rglob("*")} == before
+        return
+    accepted()
+    new = {p for p in base.rglob("*")} - before
+    assert all(p.resolve().is_relative_to(output.resolve()) for p in new)
+    assert set(report.aligned) | set(report.failed) <= set(written) and (output / "alignment.csv").is_file()
