@@ -127,7 +127,7 @@ def test_reduced_training_learns_and_saves(att_faces, assets, tmp_path):
     assert onet["train_loss"][-1]["cls"] < onet["train_loss"][0]["cls"]
     assert onet["held_out_after"]["accuracy"] > onet["held_out_before"]["accuracy"]
     saved = json.loads((tmp_path / "det/config.json").read_text())
-    assert saved["networks"] == ["rnet", "onet"] and saved["training_data"]["photos_labelled"] == 30
+    assert saved["networks"] == ["pnet", "rnet", "onet"] and saved["training_data"]["photos_labelled"] == 30
     aligner = FaceAligner(spectrum="thermal", detector_weights=tmp_path / "det")
     changed = aligner.cross_detector.onet.fc6_2.weight
     assert not torch.equal(changed, MTCNN().onet.fc6_2.weight)  # the aligner uses the trained weights
