@@ -34,6 +34,7 @@ from hfr_hf.inference import embed_images, load_model
 
 from .conftest import HELD_OUT
 
+
 @pytest.fixture(scope="module")
 def thermal(reduced_detector):
     return FaceAligner(spectrum="thermal", detector_weights=reduced_detector)
@@ -104,8 +105,11 @@ def test_thermal_identification_with_detector_alignment(puj_results, xxs_folder)
 
 @pytest.fixture(scope="module")
 def held_out_faces(assets, thermal):
-    paths = [p for p in find_images([assets / "faces/att", assets / "faces/yale"])
-             if any(fnmatch.fnmatch(str(p), pattern) for pattern in HELD_OUT)][::3]
+    paths = [
+        p
+        for p in find_images([assets / "faces/att", assets / "faces/yale"])
+        if any(fnmatch.fnmatch(str(p), pattern) for pattern in HELD_OUT)
+    ][::3]
     faces, _ = label_faces(paths, thermal.detector)
     assert len(faces) >= 40
     return faces

@@ -185,8 +185,9 @@ def test_thermal_faces_without_detection_align_from_the_eyes(engine, thermal):
     assert genuine.probe.how == "two eye centres"
 
 
-def test_with_a_detector_thermal_faces_are_found_without_clicks(xxs_folder, reduced_detector, thermal, monkeypatch,
-                                                                one_torch_thread):
+def test_with_a_detector_thermal_faces_are_found_without_clicks(
+    xxs_folder, reduced_detector, thermal, monkeypatch, one_torch_thread
+):
     monkeypatch.setenv("HFR_HF_DETECTOR", str(reduced_detector))
     engine = FaceEngine(xxs_folder, adapters="none")
     genuine = engine.verify(thermal["s01_gallery"], thermal["s01_probe"], "thermal")
