@@ -61,8 +61,10 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
     }
     config = dataclasses.replace(DetectorTrainingConfig(), **{k: v for k, v in options.items() if v is not None})
     report = train_detector(args.images, args.output, config)
-    print(f"Detector saved to {args.output}: {report['labelled']} photos labelled of {report['photos']}, "
-          f"{report['seconds']['total']:.0f} s; report in {Path(args.output) / 'report.json'}")
+    print(
+        f"Detector saved to {args.output}: {report['labelled']} photos labelled of {report['photos']}, "
+        f"{report['seconds']['total']:.0f} s; report in {Path(args.output) / 'report.json'}"
+    )
     for name, network in report["networks"].items():
         before, after = network["held_out_before"], network["held_out_after"]
         print(f"  {name}: held-out face/not-face accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f}")
@@ -351,8 +353,16 @@ def cmd_push(args: argparse.Namespace) -> int:
     if args.detector:
         from .hub.detector import push_detector
 
-        stray = [flag for flag, value in (("--adapter", args.adapter), ("--merge", args.merge),
-                                          ("--report", args.report), ("--base-repo", args.base_repo)) if value]
+        stray = [
+            flag
+            for flag, value in (
+                ("--adapter", args.adapter),
+                ("--merge", args.merge),
+                ("--report", args.report),
+                ("--base-repo", args.base_repo),
+            )
+            if value
+        ]
         if stray:
             raise ValueError(f"{', '.join(stray)} apply to EdgeFace model repositories, not to a detector push.")
         result = push_detector(args.repo_id, args.detector, **common)
@@ -439,7 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="which detector finds the faces: MTCNN (visible), the cross-spectral one, or chosen per image",
     )
     align.add_argument(
-        "--detector", help="cross-spectral detector folder or Hub repo (hfr-hf train-detector); default $HFR_HF_DETECTOR"
+        "--detector",
+        help="cross-spectral detector folder or Hub repo (hfr-hf train-detector); default $HFR_HF_DETECTOR",
     )
     align.set_defaults(func=cmd_align)
 
@@ -577,7 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the cross-spectral face detector on thermal/NIR renders of visible photos",
     )
     train_detector.add_argument("images", nargs="+", help="folders of visible photos with one face each (recursive)")
-    train_detector.add_argument("--output", required=True, help="folder for config.json, model.safetensors, report.json")
+    train_detector.add_argument(
+        "--output", required=True, help="folder for config.json, model.safetensors, report.json"
+    )
     train_detector.add_argument(
         "--exclude", action="append", default=[], help="glob of images kept out of training (repeatable)"
     )

@@ -91,10 +91,16 @@ def main() -> None:
 
         rows += [
             ("640×480 thermal frames, one at a time", len(frames), median_seconds(thermal_one_at_a_time, args.repeats)),
-            (f"640×480 thermal frames, batches of {args.batch}", len(frames),
-             median_seconds(batched(frames, thermal), args.repeats)),
-            (f"206×240 real PUJ thermal, batches of {args.batch}", len(real),
-             median_seconds(batched(real, thermal), args.repeats)),
+            (
+                f"640×480 thermal frames, batches of {args.batch}",
+                len(frames),
+                median_seconds(batched(frames, thermal), args.repeats),
+            ),
+            (
+                f"206×240 real PUJ thermal, batches of {args.batch}",
+                len(real),
+                median_seconds(batched(real, thermal), args.repeats),
+            ),
         ]
     print(f"torch {torch.__version__}, {args.threads} threads; {'; '.join(notes)}\n")
     print("| input | images | median s | images/s |")

@@ -51,7 +51,9 @@ def real_thermal(assets: Path, aligner: FaceAligner, tolerance: float) -> tuple[
         report[camera] = {"images": len(mine), "found": int(sum(found[i] for i in mine))}
     points = [r[0].landmarks for r in results if not isinstance(r, Exception)]
     boxes = [face_region_box(im) for im, r in zip(images, results) if not isinstance(r, Exception)]
-    plausible = landmark_plausibility(points, boxes, tolerance) if points else {"rate": 0.0, "deviation": np.zeros((0, 5))}
+    plausible = (
+        landmark_plausibility(points, boxes, tolerance) if points else {"rate": 0.0, "deviation": np.zeros((0, 5))}
+    )
     report["plausible"] = int(np.sum(plausible.get("plausible", [])))
     report["plausible_rate_of_found"] = plausible["rate"]
     report["deviation_p95"] = np.percentile(plausible["deviation"], 95, axis=0).round(3).tolist() if points else []
@@ -70,7 +72,8 @@ def identification(assets: Path, model_folder: str, detections: dict) -> dict:
         ids = lambda files: [f.name.split("_")[0] for f in files]  # noqa: E731
         rows = {}
         for name in ("resized", "detector"):
-            def crops(files):
+
+            def crops(files, name=name):
                 result = []
                 for f in files:
                     image = np.asarray(Image.open(f).convert("RGB"))
@@ -80,9 +83,10 @@ def identification(assets: Path, model_folder: str, detections: dict) -> dict:
                     else:
                         result.append(np.asarray(Image.fromarray(image).resize((112, 112), Image.Resampling.BILINEAR)))
                 return result
+
             g = embed_images(model, processor, crops(gallery), progress=False)
             p = embed_images(model, processor, crops(probes), progress=False)
-            similarity = (p @ g.T).numpy() if hasattr(p, "numpy") else p @ g.T
+            similarity = p @ g.T  # embeddings are L2-normalised: cosine
             metrics = identification_metrics(similarity, ids(probes), ids(gallery))
             genuine, impostor = probe_gallery_scores(similarity, ids(probes), ids(gallery))
             rows[name] = {"rank1": metrics["rank1"], "eer": eer(genuine, impostor)}
@@ -110,8 +114,11 @@ def main() -> None:
             report[f"identification_{spectrum}"] = identification(assets, args.model, detections)
 
     faces_root = assets / "faces"
-    held = [p for p in find_images([faces_root / "att", faces_root / "yale"])
-            if any(fnmatch.fnmatch(str(p), pattern) for pattern in HELD_OUT)]
+    held = [
+        p
+        for p in find_images([faces_root / "att", faces_root / "yale"])
+        if any(fnmatch.fnmatch(str(p), pattern) for pattern in HELD_OUT)
+    ]
     thermal = FaceAligner(spectrum="thermal", detector_weights=args.detector)
     faces, _ = label_faces(held, thermal.detector)
     report["held_out_photos"] = len(faces)

@@ -84,6 +84,9 @@ def reduced_detector(assets, tmp_path_factory) -> Path:
     renders per photo, two epochs: a few minutes on 2 cores); trained weights are never committed."""
     from hfr_hf.alignment.detector_training import DetectorTrainingConfig, train_detector
 
+    reuse = os.environ.get("HFR_HF_TEST_DETECTOR")  # a folder `hfr-hf train-detector` made with this same config
+    if reuse:
+        return Path(reuse)
     config = DetectorTrainingConfig(renders_per_image=2, negative_scenes=150, epochs=2, exclude=HELD_OUT)
     folder = tmp_path_factory.mktemp("detector") / "reduced"
     faces = assets / "faces"

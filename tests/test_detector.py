@@ -127,7 +127,7 @@ def test_reduced_training_learns_and_saves(att_faces, assets, tmp_path):
     assert onet["train_loss"][-1]["cls"] < onet["train_loss"][0]["cls"]
     assert onet["held_out_after"]["accuracy"] > onet["held_out_before"]["accuracy"]
     saved = json.loads((tmp_path / "det/config.json").read_text())
-    assert saved["networks"] == ["rnet", "onet"] and saved["training_data"]["photos_labelled"] == 30
+    assert saved["networks"] == ["pnet", "rnet", "onet"] and saved["training_data"]["photos_labelled"] == 30
     aligner = FaceAligner(spectrum="thermal", detector_weights=tmp_path / "det")
     changed = aligner.cross_detector.onet.fc6_2.weight
     assert not torch.equal(changed, MTCNN().onet.fc6_2.weight)  # the aligner uses the trained weights
@@ -152,8 +152,20 @@ def test_cli_train_detector_then_align_thermal(assets, tmp_path, capsys):
     for i in (1, 2):
         for j in (1, 2, 3):
             Image.open(assets / f"faces/att/s{i}/{j}.pgm").save(folder / f"s{i}_{j}.png")
-    argv = ["train-detector", str(folder), "--output", str(tmp_path / "det"), "--renders-per-image", "1",
-            "--negative-scenes", "5", "--epochs", "1", "--networks", "onet"]
+    argv = [
+        "train-detector",
+        str(folder),
+        "--output",
+        str(tmp_path / "det"),
+        "--renders-per-image",
+        "1",
+        "--negative-scenes",
+        "5",
+        "--epochs",
+        "1",
+        "--networks",
+        "onet",
+    ]
     assert main(argv) == 0
     assert "Detector saved to" in capsys.readouterr().out
     report = json.loads((tmp_path / "det/report.json").read_text())
@@ -163,8 +175,9 @@ def test_cli_train_detector_then_align_thermal(assets, tmp_path, capsys):
     for path in sorted((assets / "thermal/puj_t360/GalleryPristine").glob("*.tiff"))[:3]:
         (thermal / path.name).write_bytes(path.read_bytes())
     (thermal / "broken.tiff").write_bytes(b"not an image")
-    code = main(["align", str(thermal), str(tmp_path / "out"), "--spectrum", "thermal", "--detector",
-                 str(tmp_path / "det")])
+    code = main(
+        ["align", str(thermal), str(tmp_path / "out"), "--spectrum", "thermal", "--detector", str(tmp_path / "det")]
+    )
     assert code in (0, 3)  # 3: some images failed, reported one sentence each
     assert "broken.tiff" in capsys.readouterr().err
 
@@ -177,8 +190,10 @@ def test_cli_train_detector_bad_folder(tmp_path, capsys):
 
 def test_push_detector_dry_run_writes_card_and_weights(tmp_path, capsys):
     save_detector(MTCNN(), tmp_path / "det", {"networks": ["onet"], "training_data": {"folders": ["/x/faces/att"]}})
-    assert main(["push", "someone/thermal-mtcnn", "--detector", str(tmp_path / "det"), "--dry-run",
-                 str(tmp_path / "dry")]) == 0
+    assert (
+        main(["push", "someone/thermal-mtcnn", "--detector", str(tmp_path / "det"), "--dry-run", str(tmp_path / "dry")])
+        == 0
+    )
     assert sorted(p.name for p in (tmp_path / "dry").iterdir()) == ["README.md", "config.json", "model.safetensors"]
     card = (tmp_path / "dry/README.md").read_text()
     assert "AT&T (ORL)" in card and "MIT" in card and "No real thermal" in card

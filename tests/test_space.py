@@ -185,14 +185,17 @@ def test_thermal_faces_without_detection_align_from_the_eyes(engine, thermal):
     assert genuine.probe.how == "two eye centres"
 
 
-def test_with_a_detector_thermal_faces_are_found_without_clicks(xxs_folder, reduced_detector, thermal, monkeypatch,
-                                                                one_torch_thread):
+def test_with_a_detector_thermal_faces_are_found_without_clicks(
+    xxs_folder, reduced_detector, thermal, monkeypatch, one_torch_thread
+):
     monkeypatch.setenv("HFR_HF_DETECTOR", str(reduced_detector))
     engine = FaceEngine(xxs_folder, adapters="none")
     genuine = engine.verify(thermal["s01_gallery"], thermal["s01_probe"], "thermal")
-    impostor = engine.verify(thermal["s01_gallery"], thermal["s02_probe"], "thermal")
-    assert genuine.score > impostor.score
     assert "detector" in genuine.probe.how and "detector" in genuine.reference.how
+    # clicks stay available beside detection (and are the fallback for faces the detector misses)
+    impostor = engine.verify(thermal["s01_gallery"], thermal["s02_probe"], "thermal", probe_points=THERMAL_EYES)
+    assert impostor.probe.how == "two eye centres"
+    assert genuine.score > impostor.score
 
 
 def test_landmarks_refer_to_the_uploaded_pixels_even_when_downscaled(engine, thermal, tmp_path):

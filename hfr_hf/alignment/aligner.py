@@ -163,8 +163,12 @@ class FaceAligner:
         visible = [i for i, kind in enumerate(kinds) if kind in ("visible", "grey")]
         for i, found in zip(visible, self.detector.detect([rgbs[i] for i in visible]) if visible else []):
             results[i] = found
-        cross = [i for i, kind in enumerate(kinds) if kind == "thermal" or (
-            kind == "grey" and (len(results[i]) == 0 or results[i].scores[0] < self.auto_visible_score))]
+        cross = [
+            i
+            for i, kind in enumerate(kinds)
+            if kind == "thermal"
+            or (kind == "grey" and (len(results[i]) == 0 or results[i].scores[0] < self.auto_visible_score))
+        ]
         for i, found in zip(cross, self.cross_detector.detect([rgbs[i] for i in cross]) if cross else []):
             if kinds[i] == "thermal" or len(found) or not len(results[i]):
                 results[i] = found

@@ -141,8 +141,9 @@ def label_faces(
     shorter side (these are portraits: a ~10× faster pyramid than the default 20 pixels)."""
     from tqdm.auto import tqdm
 
-    images = {str(path): _read_rgb(path) for path in tqdm(paths, desc="reading photos", disable=not progress,
-                                                          leave=False)}
+    images = {
+        str(path): _read_rgb(path) for path in tqdm(paths, desc="reading photos", disable=not progress, leave=False)
+    }
     by_shape: dict[tuple, list[str]] = {}
     for path, image in images.items():
         if image is not None:
@@ -191,8 +192,9 @@ def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
         elif kind == 1:
             cv2.ellipse(out, (x, y), (a // 2, b // 2), float(rng.uniform(0, 180)), 0, 360, tone, -1)
         else:
-            cv2.line(out, (x, y), (int(rng.integers(0, width)), int(rng.integers(0, height))), tone,
-                     int(rng.integers(1, 6)))
+            cv2.line(
+                out, (x, y), (int(rng.integers(0, width)), int(rng.integers(0, height))), tone, int(rng.integers(1, 6))
+            )
     out -= out.min()
     return out / max(float(out.max()), 1e-6)
 
@@ -257,8 +259,9 @@ def compose_scene(face: LabelledFace, rng: np.random.Generator) -> tuple[np.ndar
         place = rng.uniform(np.minimum(low, high), np.maximum(low, high))
     matrix = np.array([[scale, 0, place[0] - scale * centre[0]], [0, scale, place[1] - scale * centre[1]]])
     border = cv2.BORDER_REPLICATE if rng.random() < 0.5 else cv2.BORDER_CONSTANT
-    scene = cv2.warpAffine(image, matrix, (out_w, out_h), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
-                           borderMode=border)
+    scene = cv2.warpAffine(
+        image, matrix, (out_w, out_h), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR, borderMode=border
+    )
     points = points * scale + matrix[:, 2]
     box = np.array([box[0], box[1], box[2], box[3]]) * scale + np.tile(matrix[:, 2], 2)
     if mode == "paste":
@@ -284,8 +287,9 @@ def _sensor(scene_t: np.ndarray, rng: np.random.Generator, face_side: float, pal
     image = scene_t
     if factor > 1.05:
         small = (max(8, int(width / factor)), max(8, int(height / factor)))
-        image = cv2.resize(cv2.resize(image, small, interpolation=cv2.INTER_AREA), (width, height),
-                           interpolation=cv2.INTER_LINEAR)
+        image = cv2.resize(
+            cv2.resize(image, small, interpolation=cv2.INTER_AREA), (width, height), interpolation=cv2.INTER_LINEAR
+        )
     image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, 1.2) * max(1.0, face_side / 110.0))
     low = np.percentile(image, rng.uniform(0.5, 15.0))  # automatic gain control
     high = image.max() + rng.uniform(0.0, 0.1)
@@ -349,7 +353,10 @@ def render_frame(
             head_t = skin_t * rng.uniform(0.92, 1.0) - rng.uniform(0.1, 0.35) * hair
             if masked:
                 keep = ((weight + head) > rng.uniform(0.3, 0.6)).astype(np.float32)
-                weight, head = weight * keep / np.maximum(weight + head, 1e-6), head * keep / np.maximum(weight + head, 1e-6)
+                weight, head = (
+                    weight * keep / np.maximum(weight + head, 1e-6),
+                    head * keep / np.maximum(weight + head, 1e-6),
+                )
             scene_t = scene_t * (1 - weight - head) + face_t * weight + head_t * head
         else:
             scene_t = background + (rng.uniform(0, 0.6) * _texture(rng, height, width) if rng.random() < 0.5 else 0)
@@ -482,14 +489,21 @@ class SceneSampler:
         if box is not None:
             offsets = ((box[None] - windows) / sides[:, None]).astype(np.float32)
             points = np.concatenate(
-                [(landmarks[None, :, 0] - windows[:, :1] + 1) / sides[:, None],
-                 (landmarks[None, :, 1] - windows[:, 1:2] + 1) / sides[:, None]], 1
+                [
+                    (landmarks[None, :, 0] - windows[:, :1] + 1) / sides[:, None],
+                    (landmarks[None, :, 1] - windows[:, 1:2] + 1) / sides[:, None],
+                ],
+                1,
             ).astype(np.float32)
         working = windows * scale
         owners = np.zeros(len(windows), np.int64)
         out = {}
         for size in self.sizes:
-            crops = self.detector._crops([prepared], working, owners, size) if len(windows) else torch.zeros(0, 3, size, size)
+            crops = (
+                self.detector._crops([prepared], working, owners, size)
+                if len(windows)
+                else torch.zeros(0, 3, size, size)
+            )
             out[size] = (crops * 128.0 + 127.5).round().clamp(0, 255).to(torch.uint8)
         return out, labels, offsets, points
 
@@ -634,10 +648,19 @@ def train_detector(
     train_faces = [f for f in faces if _identity(f.path) not in held]
     val_faces = [f for f in faces if _identity(f.path) in held] or faces[:1]
     sampler = SceneSampler(visible, config.networks, config.samples_per_scene)
-    train = _render_samples(train_faces, sampler, config, rng, config.renders_per_image, config.negative_scenes,
-                            progress, "rendering scenes")
-    val = _render_samples(val_faces, sampler, config, rng, 2, max(10, config.negative_scenes // 10), progress,
-                          "rendering held-out scenes")
+    train = _render_samples(
+        train_faces,
+        sampler,
+        config,
+        rng,
+        config.renders_per_image,
+        config.negative_scenes,
+        progress,
+        "rendering scenes",
+    )
+    val = _render_samples(
+        val_faces, sampler, config, rng, 2, max(10, config.negative_scenes // 10), progress, "rendering held-out scenes"
+    )
     rendered = time.perf_counter()
     detector = MTCNN(min_face_size=config.min_face_size, thresholds=config.thresholds)
     networks: dict[str, Any] = {}
@@ -649,8 +672,11 @@ def train_detector(
         after = _evaluate_losses(name, net, val[size])
         labels = train[size][1]
         networks[name] = {
-            "samples": {"positive": int((labels == 1).sum()), "part": int((labels == -1).sum()),
-                        "negative": int((labels == 0).sum())},
+            "samples": {
+                "positive": int((labels == 1).sum()),
+                "part": int((labels == -1).sum()),
+                "negative": int((labels == 0).sum()),
+            },
             "train_loss": history,
             "held_out_before": before,
             "held_out_after": after,

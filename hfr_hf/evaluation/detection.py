@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["face_region_box", "false_detections", "landmark_plausibility", "non_face_images",
-           "render_landmark_errors"]
+__all__ = ["face_region_box", "false_detections", "landmark_plausibility", "non_face_images", "render_landmark_errors"]
 
 
 def face_region_box(image: np.ndarray, level: int = 0) -> np.ndarray:
@@ -122,5 +121,10 @@ def false_detections(aligner, images: Sequence[np.ndarray]) -> dict[str, Any]:
     for result in aligner.detect_and_align(list(images)):
         counts.append(0 if isinstance(result, Exception) else len(result))
     counts = np.asarray(counts)
-    return {"images": len(counts), "faces": int(counts.sum()), "per_image": float(counts.mean()),
-            "images_with_a_face": int((counts > 0).sum()), "counts": counts}
+    return {
+        "images": len(counts),
+        "faces": int(counts.sum()),
+        "per_image": float(counts.mean()),
+        "images_with_a_face": int((counts > 0).sum()),
+        "counts": counts,
+    }
