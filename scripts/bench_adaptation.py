@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol", type=Path, help="protocol folder to use or build (default: <output>/protocol)")
     parser.add_argument("--thermal", type=Path, default=ASSETS / "thermal", help="PUJ-T360 / PUJ-FONE folder")
     parser.add_argument("--runs", nargs="+", help="only the runs with these labels")
+    parser.add_argument("--epochs", type=int, help="training epochs of every run (default: the experiment's 15)")
     args = parser.parse_args(argv)
     output = args.output
     output.mkdir(parents=True, exist_ok=True)
@@ -194,9 +195,15 @@ def main(argv: list[str] | None = None) -> int:
             ]
         if args.runs:
             runs = [r for r in runs if r[0] in args.runs]
+        if args.epochs:
+            runs = [
+                (label, preset, {**(training or {}), "num_epochs": args.epochs}) for label, preset, training in runs
+            ]
         for label, preset, training in runs:
             started = time.perf_counter()
             run_dir = output / variant / label.replace(", ", "_").replace(" + ", "_plus_").replace(" ", "_")
+            if args.epochs:  # a shortened run is not the 15-epoch one of that label
+                run_dir = run_dir.with_name(f"{run_dir.name}_{args.epochs}_epochs")
             if args.reuse and (run_dir / "report.json").is_file():  # finished by an earlier, interrupted call
                 report = json.loads((run_dir / "report.json").read_text())
                 rows.append({**_row(report, label), "run_s": None})

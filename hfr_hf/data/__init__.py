@@ -6,6 +6,9 @@ augmentation, and the pseudo-thermal development protocol.
   `check_disjoint_splits`.
 - `augment`: `Augment` (one image), `PairTransform` (render + augment rows in `set_transform`).
 - `protocol`: `build_pseudo_thermal_protocol` (AT&T + Yale → training pairs and evaluation CSVs).
+- `puj`: the real LWIR faces of PUJ-T360 / PUJ-FONE (`puj_images`) and the project's one identity split of their
+  40 people (`load_puj_split`, `puj_split.json`).
+- `unpaired`: real target-spectrum images without visible twins, as identity-balanced batches (`UnpairedTargets`).
 """
 
 from .augment import Augment, PairTransform

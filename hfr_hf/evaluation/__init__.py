@@ -2,7 +2,9 @@
 
 One concept per module: `verification` (ROC, AUC, EER, TAR@FAR, thresholds, bootstrap), `identification`
 (rank-k, CMC), `protocols` (pair lists and gallery/probe CSVs with folds), `score_files` (bob's four-column
-and CSV formats), `plots` (ROC, DET, CMC as PNG), `runner` (a protocol run from embeddings to a report).
+and CSV formats), `plots` (ROC, DET, CMC as PNG), `runner` (a protocol run from embeddings to a report),
+`real_thermal` (PUJ-T360 / PUJ-FONE measures on the people kept for measuring), `realism` (how well real target
+faces can be told from rendered ones: cross-validated AUC, Fréchet distance).
 Scores follow bob's convention: higher = more similar, accept when score >= threshold.
 """
 
