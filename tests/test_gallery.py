@@ -225,3 +225,70 @@ def test_puj_strangers_rejected_at_about_the_target_fpir(xxs, assets, tmp_path):
     unseen = np.mean([r.identity is not None for r in reopened.search(stranger_vectors[~calibrate], xxs.fingerprint)])
     n = (~calibrate).sum()
     assert unseen <= target + 3 * np.sqrt(target * (1 - target) / n)  # about the target: within 3 binomial sigmas
+
+
+def test_cli_enroll_identify_list_remove(xxs_folder, assets, tmp_path, capsys):
+    from hfr_hf.cli import main
+
+    people = tmp_path / "people"
+    for person in ("s1", "s2", "s3"):
+        (people / person).mkdir(parents=True)
+        for n in (1, 2):
+            (people / person / f"{n}.pgm").symlink_to(assets / f"faces/att/{person}/{n}.pgm")
+    gallery = str(tmp_path / "gallery")
+    model = ["--model", str(xxs_folder), "--no-align"]
+    assert main(["enroll", str(people), *model, "--gallery", gallery]) == 0
+    assert "6 images of 3 people" in capsys.readouterr().out
+    probes = [str(assets / f"faces/att/{p}/1.pgm") for p in ("s1", "s2", "s3")]
+    out = tmp_path / "results.json"
+    assert main(["identify", *probes, "--gallery", gallery, "--no-align", "--top-k", "2", "--output", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["identity"] for r in rows] == ["s1", "s2", "s3"] and all(len(r["candidates"]) == 2 for r in rows)
+    assert rows[0]["candidates"][0]["path"].endswith("s1/1.pgm") and rows[0]["candidates"][0]["score"] > 0.999
+    capsys.readouterr()
+    assert main(["identify", probes[0], "--gallery", gallery, "--no-align", "--threshold", "1.5"]) == 0
+    csv_lines = capsys.readouterr().out.splitlines()
+    assert csv_lines[0] == "probe,decision,rank,identity,score,enrolled_image"
+    assert csv_lines[1].split(",")[1:4] == ["not enrolled", "1", "s1"]
+    assert main(["gallery", "remove", "s2", "--gallery", gallery]) == 0
+    capsys.readouterr()
+    assert main(["gallery", "list", "--gallery", gallery]) == 0
+    assert capsys.readouterr().out.split() == ["s1", "2", "s3", "2"]
+    assert main(["identify", probes[0], "--gallery", gallery, "--fpir", "0.01", "--no-align"]) == 1
+    assert "no open-set calibration" in capsys.readouterr().err
+    assert main(["gallery", "list", "--gallery", str(tmp_path)]) == 1
+    assert "is not a gallery" in capsys.readouterr().err
+
+
+def test_cli_enroll_lists_unusable_images_and_skips_them_when_asked(xxs_folder, assets, tmp_path, capsys):
+    from hfr_hf.cli import main
+
+    people = tmp_path / "people"
+    (people / "s1").mkdir(parents=True)
+    (people / "s1/1.pgm").symlink_to(assets / "faces/att/s1/1.pgm")
+    (people / "s1/broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    gallery = tmp_path / "gallery"
+    args = ["enroll", str(people), "--model", str(xxs_folder), "--no-align", "--gallery", str(gallery)]
+    assert main(args) == 1
+    assert "broken.png" in capsys.readouterr().err and not gallery.exists()
+    assert main([*args, "--skip-unusable"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped: " in captured.err and "broken.png" in captured.err and "1 images of 1 people" in captured.out
+
+
+def test_cli_refuses_a_gallery_of_another_model(xxs_folder, tiny_config, assets, tmp_path, capsys):
+    from hfr_hf import EdgeFaceModel
+    from hfr_hf.cli import main
+
+    tiny = tmp_path / "tiny"
+    EdgeFaceModel(tiny_config).save_pretrained(tiny)
+    people = tmp_path / "people"
+    (people / "s1").mkdir(parents=True)
+    (people / "s1/1.pgm").symlink_to(assets / "faces/att/s1/1.pgm")
+    gallery = str(tmp_path / "gallery")
+    assert main(["enroll", str(people), "--model", str(xxs_folder), "--no-align", "--gallery", gallery]) == 0
+    assert main(["enroll", str(people), "--model", str(tiny), "--no-align", "--gallery", gallery]) == 1
+    assert "enrolled with another model" in capsys.readouterr().err
+    assert main(["identify", str(people / "s1/1.pgm"), "--model", str(tiny), "--no-align", "--gallery", gallery]) == 1
+    assert "enrolled with another model" in capsys.readouterr().err
+    assert len(Gallery.open(gallery)) == 1

@@ -45,12 +45,24 @@ class Embedder:
         self.fingerprint = {"model": base_fingerprint(self.model), "adapter": _adapter_fingerprint(self.model)}
 
     @classmethod
-    def load(cls, model: str | os.PathLike, adapter: str | os.PathLike | None = None, align: str = "auto", **kwargs):
+    def load(
+        cls,
+        model: str | os.PathLike,
+        adapter: str | os.PathLike | None = None,
+        align: str = "auto",
+        device: str = "cpu",
+        **kwargs,
+    ):
         """From a model folder or Hub id and an optional xEdgeFace adapter folder (`align`: see
         `hfr_hf.inference.face_crops`)."""
         from ..inference import load_model
 
-        network, processor = load_model(model)
+        if Path(model).suffix == ".onnx":
+            raise ValueError(
+                f"{model} is an ONNX file, but a gallery fingerprints the torch weights that embed its faces; give the "
+                "model folder it was exported from."
+            )
+        network, processor = load_model(model, device)
         if adapter:
             from ..adapters import load_adapter
 

@@ -125,9 +125,11 @@ class Gallery:
         embedding_size: int,
         fusion: str = "max",
         exact_limit: int = EXACT_LIMIT,
+        sources: dict | None = None,
     ) -> Gallery:
         """An empty gallery in `path` (a new or empty folder) for embeddings of the model `fingerprint` names
-        ({"model": ..., "adapter": ...}, see `Embedder.fingerprint`)."""
+        ({"model": ..., "adapter": ...}, see `Embedder.fingerprint`); `sources` ({"model": folder or repo id,
+        "adapter": folder}) are kept as the default model to embed probes with."""
         path = Path(path)
         if (path / POINTER).exists():
             raise GalleryError(f"{path} already holds a gallery; open it with Gallery.open to add to it.")
@@ -142,6 +144,7 @@ class Gallery:
             "adapter": fingerprint.get("adapter") or "",
             "fusion": fusion,
             "exact_limit": int(exact_limit),
+            "sources": sources or {},
         }
         empty = {k: [] for k in ("identity", "path", "spectrum", "model", "adapter")}
         records = _records(empty, np.zeros((0, embedding_size), np.float32), _features(embedding_size))
@@ -309,25 +312,50 @@ class Gallery:
         index = build_index(self.embeddings()[keep], index_kind(len(keep), self.meta["exact_limit"]))
         return self._commit(self.path, self.version, records, index, self.meta)
 
-    def calibrate(self, stranger_embeddings, fingerprint: dict, fpir: float) -> float:
-        """Set the open-set threshold so that at most a fraction `fpir` of these non-enrolled probes is accepted
-        (bob's `far_threshold` over their best fused scores); saved beside this version, returned."""
+    def calibrate(self, stranger_embeddings, fingerprint: dict, fpir: float = 0.01) -> float:
+        """Calibrate the open-set threshold on probes of people who are not enrolled: their best fused scores are
+        kept beside this version, so that `search(fpir=...)` sets the threshold that accepts at most that fraction
+        of them (bob's `far_threshold`); `fpir` is the default target. Returns its threshold. A later change of the
+        gallery drops the calibration (the scores no longer hold): calibrate again."""
         from ..evaluation import threshold_at_far
 
-        best = np.array([r.candidates[0].score for r in self.search(stranger_embeddings, fingerprint, top_k=1)])
+        best = [
+            r.candidates[0].score for r in self.search(stranger_embeddings, fingerprint, top_k=1, threshold=-np.inf)
+        ]
         threshold = threshold_at_far(best, fpir)
-        self.calibration = {"fpir": fpir, "threshold": threshold, "non_enrolled_probes": int(best.size)}
+        self.calibration = {"fpir": fpir, "threshold": threshold, "stranger_scores": best}
         write_json(self.path / self.version / "calibration.json", self.calibration)
         return threshold
+
+    def threshold(self, fpir: float | None = None) -> float | None:
+        """The open-set threshold for a target FPIR (default: the calibrated target); None when uncalibrated."""
+        from ..evaluation import threshold_at_far
+
+        if not self.calibration:
+            if fpir is not None:
+                raise GalleryError(
+                    f"The gallery {self.path} has no open-set calibration; calibrate it on probes of people who are "
+                    "not enrolled first (`hfr-hf gallery calibrate`)."
+                )
+            return None
+        if fpir is None or fpir == self.calibration["fpir"]:
+            return self.calibration["threshold"]
+        return threshold_at_far(self.calibration["stranger_scores"], fpir)
 
     # -- search ----------------------------------------------------------------------------------------------
 
     def search(
-        self, embeddings, fingerprint: dict, top_k: int = 5, fusion: str | None = None, threshold: float | None = None
+        self,
+        embeddings,
+        fingerprint: dict,
+        top_k: int = 5,
+        fusion: str | None = None,
+        threshold: float | None = None,
+        fpir: float | None = None,
     ) -> list[Identification]:
         """The `top_k` enrolled people closest to each probe embedding, scores fused over each person's images
-        (`fusion` "max" or "mean", default the gallery's). `threshold` (default: the calibrated one, if any) makes
-        a probe whose best score is below it "not enrolled" (`identity` None)."""
+        (`fusion` "max" or "mean", default the gallery's). A probe whose best score is below `threshold` (default:
+        the calibrated one for `fpir`, see `threshold`) is "not enrolled" (`identity` None)."""
         self.check_fingerprint(fingerprint)
         embeddings = self._check_embeddings(embeddings)
         fusion = fusion or self.meta["fusion"]
@@ -335,8 +363,8 @@ class Gallery:
             raise GalleryError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}.")
         if top_k < 1:
             raise GalleryError(f"top_k must be at least 1, got {top_k}.")
-        if threshold is None and self.calibration:
-            threshold = self.calibration["threshold"]
+        if threshold is None:
+            threshold = self.threshold(fpir)
         if not len(self):
             return [Identification([], threshold) for _ in embeddings]
         # enough image neighbours to hold top_k distinct people even if the best ones have all their images there

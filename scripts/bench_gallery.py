@@ -1,0 +1,139 @@
+"""Gallery index benchmark: exact (IndexFlatIP) against approximate (HNSW over 8-bit vectors) search, the index
+kinds of `hfr_hf.gallery.index`, on synthetic normalised 512-d embeddings with planted near-duplicates.
+
+A gallery of N vectors: 80 % random unit vectors, 20 % near-duplicates of earlier ones (cosine ~0.7, a second
+photo of the same person); the queries are further near-duplicates (cosine ~0.7) of random gallery vectors, so
+each has a true match to find among N. Per size and index kind:
+
+* build time (s): from the float32 array to an index ready to search (training included);
+* index memory (MiB): the serialised index (`faiss.serialize_index`), which is what it holds in memory;
+* latency (ms per query): mean of single-query calls (batch 1) and of batch-100 calls divided by 100, as wall
+  time and as process CPU time (on a shared machine wall time measures the neighbours' load; run `--threads 1`
+  there and read the CPU time: an idle 2-core machine gives about that, or half of it for batched search);
+* recall@1 and @10 against exact search: the share of exact search's top-1 (top-10) found in the index's top-1
+  (top-10); for HNSW also at other efSearch values (search time only).
+
+FAISS runs `--threads` OpenMP threads (default 2, the target machine). Run from the repository root:
+
+    python scripts/bench_gallery.py [--sizes 10000 100000] [--million] [--json r.json]
+
+`--million` adds the 1M gallery (about 2 GiB of vectors and minutes of HNSW construction on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import faiss
+import numpy as np
+
+from hfr_hf.gallery.index import HNSW_EF_SEARCH, build_index
+
+DIM = 512
+
+
+def near(rng, source: np.ndarray, cosine: float) -> np.ndarray:
+    """Unit vectors at about `cosine` from the rows of `source`."""
+    radius = np.sqrt(1 / cosine**2 - 1)
+    noisy = source + rng.standard_normal(source.shape, np.float32) * np.float32(radius / np.sqrt(source.shape[1]))
+    return noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+
+
+def synthetic(size: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    gallery = np.empty((size, DIM), np.float32)
+    unique = size - size // 5
+    for start in range(0, unique, 100_000):  # in chunks: no float64 copy of a 1M × 512 array
+        chunk = rng.standard_normal((min(100_000, unique - start), DIM), np.float32)
+        gallery[start : start + len(chunk)] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
+    gallery[unique:] = near(rng, gallery[rng.integers(0, unique, size - unique)], 0.7)
+    return gallery, near(rng, gallery[rng.integers(0, size, queries)], 0.7)
+
+
+def latency_ms(index, queries: np.ndarray, batch: int, k: int = 10) -> tuple[float, float]:
+    """(wall, CPU) milliseconds per query."""
+    calls = [queries[i : i + batch] for i in range(0, len(queries), batch)]
+    index.search(calls[0], k)  # warm-up
+    wall, cpu = time.perf_counter(), time.process_time()
+    for call in calls:
+        index.search(call, k)
+    n = sum(len(c) for c in calls)
+    return round(1000 * (time.perf_counter() - wall) / n, 3), round(1000 * (time.process_time() - cpu) / n, 3)
+
+
+def recall(found: np.ndarray, exact: np.ndarray, k: int) -> float:
+    return float(np.mean([len(set(f[:k]) & set(e[:k])) / k for f, e in zip(found, exact)]))
+
+
+def bench(size: int, queries: int, kinds: list[str]) -> dict:
+    gallery, probes = synthetic(size, queries)
+    row = {"size": size}
+    exact = None
+    for kind in kinds:
+        start, cpu = time.perf_counter(), time.process_time()
+        index = build_index(gallery, kind)
+        build_s, build_cpu_s = time.perf_counter() - start, time.process_time() - cpu
+        found = index.search(probes, 10)[1]
+        if kind == "flat":
+            exact = found
+        entry = {
+            "build_s": round(build_s, 3),
+            "build_cpu_s": round(build_cpu_s, 3),
+            "memory_mib": round(len(faiss.serialize_index(index)) / 2**20, 1),
+        }
+        for batch, sample in ((1, probes[:200]), (100, probes)):
+            entry[f"latency_ms_batch{batch}"], entry[f"cpu_ms_batch{batch}"] = latency_ms(index, sample, batch)
+        if kind != "flat" and exact is not None:
+            entry.update(recall_at_1=recall(found, exact, 1), recall_at_10=recall(found, exact, 10))
+            entry["ef_search"] = {}
+            for ef in (32, 64, 128, 256):
+                index.hnsw.efSearch = ef
+                hits = index.search(probes, 10)[1]
+                entry["ef_search"][ef] = {
+                    "recall_at_1": recall(hits, exact, 1),
+                    "recall_at_10": recall(hits, exact, 10),
+                    "cpu_ms_batch100": latency_ms(index, probes, 100)[1],
+                }
+            index.hnsw.efSearch = HNSW_EF_SEARCH
+        row[kind] = entry
+        print(json.dumps({"size": size, "kind": kind, **entry}), flush=True)
+        del index
+    row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--million", action="store_true", help="add the 1,000,000-vector gallery")
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--kinds", nargs="+", default=["flat", "hnsw"], choices=["flat", "hnsw"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+    faiss.omp_set_num_threads(args.threads)
+    sizes = args.sizes + ([1_000_000] if args.million else [])
+    results = {"threads": args.threads, "dim": DIM, "queries": args.queries, "hnsw_ef_search": HNSW_EF_SEARCH}
+    results["rows"] = [bench(size, args.queries, args.kinds) for size in sizes]
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+    head = f"{'size':>9} {'kind':>5} {'build s':>8} {'cpu s':>8} {'MiB':>7} {'ms b1':>7} {'cpu b1':>7} {'ms b100':>8}"
+    print(head + f" {'cpu b100':>8} {'R@1':>6} {'R@10':>6}")
+    for row in results["rows"]:
+        for kind in args.kinds:
+            e = row[kind]
+            r1, r10 = e.get("recall_at_1", 1.0), e.get("recall_at_10", 1.0)
+            print(
+                f"{row['size']:>9} {kind:>5} {e['build_s']:>8.2f} {e['build_cpu_s']:>8.2f} {e['memory_mib']:>7.1f} "
+                f"{e['latency_ms_batch1']:>7.3f} {e['cpu_ms_batch1']:>7.3f} {e['latency_ms_batch100']:>8.3f} "
+                f"{e['cpu_ms_batch100']:>8.3f} {r1:>6.3f} {r10:>6.3f}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
