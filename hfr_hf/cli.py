@@ -75,13 +75,28 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embed_shards(args: argparse.Namespace, output: Path) -> int:
+    from .gallery import Embedder, read_enrolment_list
+    from .gallery.shards import embed_to_shards
+
+    if len(args.images) != 1 or args.raw:
+        raise ValueError("Shards (--output FOLDER) take one folder per person or CSV, and normalised embeddings.")
+    alignment = _alignment(args)
+    embedder = Embedder.load(args.model, getattr(args, "adapter", None), device=args.device, **alignment)
+    manifest, written = embed_to_shards(output, read_enrolment_list(args.images[0]), embedder, args.shard_size)
+    print(f"{manifest['shards']} shards of {manifest['images']} images in {output} ({written} written now)")
+    return 0
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     from .inference import embed_images, load_model
 
-    paths = _expand_images(args.images)
     output = Path(args.output)
+    if not output.suffix:  # a folder: resumable shards for a gallery
+        return _embed_shards(args, output)
+    paths = _expand_images(args.images)
     if output.suffix not in (".npz", ".safetensors"):
-        raise ValueError(f"--output must end in .npz or .safetensors, got {output.name}.")
+        raise ValueError(f"--output must end in .npz or .safetensors (or be a folder for shards), got {output.name}.")
     model, processor = load_model(args.model, args.device)
     embeddings = embed_images(model, processor, paths, args.batch_size, normalize=not args.raw, **_alignment(args))
     names = [str(p) for p in paths]
@@ -365,19 +380,24 @@ def _embedder(args: argparse.Namespace, gallery=None):
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from .gallery import enroll
+    from .gallery import enroll, enroll_shards
+    from .gallery.shards import MANIFEST
 
-    embedder, sources = _embedder(args)
-    report = enroll(
-        args.images,
-        embedder,
-        args.gallery,
-        spectrum=args.spectrum,
-        skip_unusable=args.skip_unusable,
-        batch_size=args.batch_size,
-        sources=sources,
-        fusion=args.fusion,
-    )
+    if (Path(args.images) / MANIFEST).is_file():  # shards embedded before (scripts/embed.py, hfr-hf embed)
+        sources = {"model": str(args.model or ""), "adapter": str(args.adapter or "")}
+        report = enroll_shards(args.images, args.gallery, sources=sources, fusion=args.fusion)
+    else:
+        embedder, sources = _embedder(args)
+        report = enroll(
+            args.images,
+            embedder,
+            args.gallery,
+            spectrum=args.spectrum,
+            skip_unusable=args.skip_unusable,
+            batch_size=args.batch_size,
+            sources=sources,
+            fusion=args.fusion,
+        )
     for line in report.skipped:
         print(f"skipped: {line}", file=sys.stderr)
     people = len(report.gallery.identities())
@@ -481,7 +501,13 @@ def build_parser() -> argparse.ArgumentParser:
     embed = commands.add_parser("embed", help="embed images (files or folders) into an .npz or .safetensors file")
     embed.add_argument("images", nargs="+", help="image files or folders")
     add_model_options(embed)
-    embed.add_argument("--output", required=True, help="embeddings.npz or embeddings.safetensors")
+    embed.add_argument(
+        "--output",
+        required=True,
+        help="embeddings.npz or embeddings.safetensors, or a folder: resumable shards for `hfr-hf enroll` (images "
+        "then a folder per person or a CSV)",
+    )
+    embed.add_argument("--shard-size", type=int, default=1024, help="images per shard (--output FOLDER)")
     embed.add_argument("--batch-size", type=int, default=64)
     embed.add_argument("--raw", action="store_true", help="keep the raw embeddings (default: L2-normalised)")
     embed.set_defaults(func=cmd_embed)
@@ -496,9 +522,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     enroll = commands.add_parser("enroll", help="enrol faces into a gallery (created when missing)")
     enroll.add_argument(
-        "images", help="folder with one subfolder of images per person, or a CSV: identity,path[,spectrum]"
+        "images",
+        help="folder with one subfolder of images per person, a CSV: identity,path[,spectrum], or a shard folder "
+        "(hfr-hf embed --output FOLDER, scripts/embed.py)",
     )
-    add_gallery_model_options(enroll, required=True)
+    add_gallery_model_options(enroll, required=False)
     enroll.add_argument(
         "--spectrum", default="visible", help="spectrum recorded for the images (visible, thermal, nir)"
     )

@@ -18,6 +18,10 @@ FAISS runs `--threads` OpenMP threads (default 2, the target machine). Run from 
     python scripts/bench_gallery.py [--sizes 10000 100000] [--million] [--json r.json]
 
 `--million` adds the 1M gallery (about 2 GiB of vectors and minutes of HNSW construction on 2 cores).
+
+The real open-set case: `--puj ASSETS --model M [--adapter A]` enrols the PUJ-T360 and PUJ-FONE galleries (25
+people, registered LWIR crops, so not aligned) and reports DIR at FPIR 1 % and 10 % (`hfr_hf.evaluation.open_set`,
+thresholds set on all the ProbeN images of the 15 people never enrolled), without and with the adapter.
 """
 
 from __future__ import annotations
@@ -86,6 +90,7 @@ def bench(size: int, queries: int, kinds: list[str]) -> dict:
         }
         for batch, sample in ((1, probes[:200]), (100, probes)):
             entry[f"latency_ms_batch{batch}"], entry[f"cpu_ms_batch{batch}"] = latency_ms(index, sample, batch)
+        print(json.dumps({"size": size, "kind": kind, **entry}), flush=True)
         if kind != "flat" and exact is not None:
             entry.update(recall_at_1=recall(found, exact, 1), recall_at_10=recall(found, exact, 10))
             entry["ef_search"] = {}
@@ -105,6 +110,37 @@ def bench(size: int, queries: int, kinds: list[str]) -> dict:
     return row
 
 
+def puj_open_set(assets: str, model: str, adapter: str | None) -> dict:
+    from pathlib import Path
+
+    from hfr_hf.evaluation import open_set_metrics
+    from hfr_hf.gallery import Embedder
+    from hfr_hf.images import list_images
+
+    systems = {"frozen": None, **({"adapted": adapter} if adapter else {})}
+    report = {}
+    for name, folder in systems.items():
+        embedder = Embedder.load(model, folder, align="never")
+        for camera in ("puj_t360", "puj_fone"):
+            sides = {}
+            for part in ("Gallery", "Probe", "ProbeN"):
+                paths = list_images(Path(assets) / f"thermal/{camera}/{part}Pristine")
+                sides[part] = ([p.name.split("_")[0] for p in paths], embedder.embed(paths, progress=False)[0])
+            probe_ids = sides["Probe"][0] + sides["ProbeN"][0]
+            similarity = np.concatenate([sides["Probe"][1], sides["ProbeN"][1]]) @ sides["Gallery"][1].T
+            metrics = open_set_metrics(similarity, probe_ids, sides["Gallery"][0], fpirs=(0.01, 0.1))
+            report[f"{camera}/{name}"] = metrics
+            at = metrics["at_fpir"]
+            print(
+                f"{camera:>9} {name:>8}: DIR@FPIR1% {at['0.01']['dir']:.3f} (FPIR {at['0.01']['fpir']:.3f}, "
+                f"threshold {at['0.01']['threshold']:.3f})  DIR@FPIR10% {at['0.1']['dir']:.3f} (FPIR "
+                f"{at['0.1']['fpir']:.3f}, threshold {at['0.1']['threshold']:.3f})  enrolled/non-enrolled probes "
+                f"{metrics['enrolled_probes']}/{metrics['non_enrolled_probes']}",
+                flush=True,
+            )
+    return report
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -113,8 +149,19 @@ def main(argv=None) -> int:
     parser.add_argument("--kinds", nargs="+", default=["flat", "hnsw"], choices=["flat", "hnsw"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--puj", metavar="ASSETS", help="instead: PUJ open-set DIR at FPIR from this assets folder")
+    parser.add_argument("--model", help="with --puj: model folder")
+    parser.add_argument("--adapter", help="with --puj: xEdgeFace adapter folder, reported beside the frozen model")
     args = parser.parse_args(argv)
     faiss.omp_set_num_threads(args.threads)
+    if args.puj:
+        if not args.model:
+            parser.error("--puj needs --model")
+        report = puj_open_set(args.puj, args.model, args.adapter)
+        if args.json:
+            with open(args.json, "w") as handle:
+                json.dump(report, handle, indent=2)
+        return 0
     sizes = args.sizes + ([1_000_000] if args.million else [])
     results = {"threads": args.threads, "dim": DIM, "queries": args.queries, "hnsw_ef_search": HNSW_EF_SEARCH}
     results["rows"] = [bench(size, args.queries, args.kinds) for size in sizes]

@@ -292,3 +292,53 @@ def test_cli_refuses_a_gallery_of_another_model(xxs_folder, tiny_config, assets,
     assert main(["identify", str(people / "s1/1.pgm"), "--model", str(tiny), "--no-align", "--gallery", gallery]) == 1
     assert "enrolled with another model" in capsys.readouterr().err
     assert len(Gallery.open(gallery)) == 1
+
+
+TWO_PROCESS_EMBED = """
+import sys
+from accelerate import debug_launcher
+
+sys.path.insert(0, "scripts")
+import embed
+
+debug_launcher(embed.main, args=(sys.argv[1:],), num_processes=2)
+"""
+
+
+def test_two_process_embedding_equals_one_process_and_resumes(xxs_folder, assets, tmp_path, capsys):
+    from hfr_hf.cli import main
+    from hfr_hf.gallery.shards import read_shards
+
+    people = tmp_path / "people"
+    for person in ("s1", "s2", "s3", "s4"):
+        (people / person).mkdir(parents=True)
+        for n in (1, 2, 3):
+            (people / person / f"{n}.pgm").symlink_to(assets / f"faces/att/{person}/{n}.pgm")
+    (people / "s4/broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    one, two = tmp_path / "one", tmp_path / "two"
+    common = ["--model", str(xxs_folder), "--shard-size", "3"]
+    assert main(["embed", str(people), *common, "--no-align", "--output", str(one)]) == 0
+    assert "5 shards of 13 images" in capsys.readouterr().out
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    args = [str(people), *common, "--align", "never", "--output", str(two)]
+    repo = Path(__file__).parents[1]
+    run = subprocess.run(
+        [sys.executable, "-c", TWO_PROCESS_EMBED, *args], cwd=repo, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    _, list_one, vectors_one, failed_one = read_shards(one)
+    _, list_two, vectors_two, failed_two = read_shards(two)
+    assert list_one == list_two and len(list_one.paths) == 12
+    assert len(failed_one) == len(failed_two) == 1 and "broken.png" in failed_two[0]
+    np.testing.assert_allclose(vectors_two, vectors_one, atol=1e-5)
+    (two / "shard-00002.safetensors").unlink()  # as if stopped before the third shard
+    with pytest.raises(GalleryError, match="misses 1 of 5 shards"):
+        read_shards(two)
+    assert main(["embed", str(people), *common, "--no-align", "--output", str(two)]) == 0
+    assert "(1 written now)" in capsys.readouterr().out
+    np.testing.assert_allclose(read_shards(two)[2], vectors_one, atol=1e-5)
+    assert main(["enroll", str(two), "--gallery", str(tmp_path / "gallery")]) == 0
+    assert "12 images of 4 people" in capsys.readouterr().out
+    probe = Embedder.load(xxs_folder, align="never")
+    found = Gallery.open(tmp_path / "gallery").search(vectors_one[:1], probe.fingerprint)[0]
+    assert found.candidates[0].path == str(list_one.paths[0]) and found.identity == "s1"

@@ -6,7 +6,7 @@ embedder and its fingerprint, the list of images to enrol), `commands` (enrol, i
 write results: what the CLI and the Space call).
 """
 
-from .commands import EnrolmentReport, enroll, identify, open_or_create, write_identifications
+from .commands import EnrolmentReport, enroll, enroll_shards, identify, open_or_create, write_identifications
 from .enrolment import Embedder, EnrolmentList, read_enrolment_list
 from .index import EXACT_LIMIT, build_index
 from .store import FUSIONS, Candidate, Gallery, GalleryError, Identification
@@ -23,6 +23,7 @@ __all__ = [
     "Identification",
     "build_index",
     "enroll",
+    "enroll_shards",
     "identify",
     "open_or_create",
     "read_enrolment_list",

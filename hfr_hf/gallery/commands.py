@@ -14,7 +14,7 @@ from ..files import write_atomic
 from .enrolment import Embedder, read_enrolment_list
 from .store import POINTER, Gallery, GalleryError
 
-__all__ = ["EnrolmentReport", "enroll", "identify", "open_or_create", "write_identifications"]
+__all__ = ["EnrolmentReport", "enroll", "enroll_shards", "identify", "open_or_create", "write_identifications"]
 
 
 @dataclass
@@ -61,6 +61,24 @@ def enroll(
         pick(listed.spectra),
     )
     return EnrolmentReport(store, len(used), skipped)
+
+
+def enroll_shards(
+    shards: str | os.PathLike, gallery: str | os.PathLike, sources: dict | None = None, fusion: str = "max"
+) -> EnrolmentReport:
+    """Add a complete shard folder (scripts/embed.py, `hfr-hf embed --output FOLDER`) to the gallery in `gallery`
+    (created when missing), refusing shards of another model."""
+    from .shards import read_shards
+
+    manifest, listed, vectors, failed = read_shards(shards)
+    fingerprint = manifest["fingerprint"]
+    target = Path(gallery)
+    if (target / POINTER).exists():
+        store = Gallery.open(target)
+    else:
+        store = Gallery.create(target, fingerprint, manifest["embedding_size"], fusion=fusion, sources=sources)
+    store = store.add(listed.identities, [str(p) for p in listed.paths], vectors, fingerprint, listed.spectra)
+    return EnrolmentReport(store, len(vectors), failed)
 
 
 def identify(
