@@ -342,3 +342,18 @@ def test_two_process_embedding_equals_one_process_and_resumes(xxs_folder, assets
     probe = Embedder.load(xxs_folder, align="never")
     found = Gallery.open(tmp_path / "gallery").search(vectors_one[:1], probe.fingerprint)[0]
     assert found.candidates[0].path == str(list_one.paths[0]) and found.identity == "s1"
+
+
+def test_another_adapter_is_refused(att_enrolled, xxs):
+    from hfr_hf.adapters import add_adapter
+
+    gallery, _, vectors = att_enrolled
+    adapted = add_adapter(copy.deepcopy(xxs.model))
+    with torch.no_grad():
+        for parameter in adapted.parameters():
+            if parameter.requires_grad:
+                parameter.add_(1e-2)
+    embedder = Embedder(adapted.eval(), xxs.processor, align="never")
+    assert embedder.fingerprint["model"] == xxs.fingerprint["model"] and embedder.fingerprint["adapter"]
+    with pytest.raises(GalleryError, match="enrolled with another adapter"):
+        gallery.search(vectors, embedder.fingerprint)
