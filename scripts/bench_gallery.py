@@ -1,5 +1,5 @@
-"""Gallery index benchmark: exact (IndexFlatIP) against approximate (HNSW over 8-bit vectors) search, the index
-kinds of `hfr_hf.gallery.index`, on synthetic normalised 512-d embeddings with planted near-duplicates.
+"""Gallery index benchmark: exact (IndexFlatIP) against approximate search (IVF and HNSW over 8-bit vectors), the
+index kinds of `hfr_hf.gallery.index`, on synthetic normalised 512-d embeddings with planted near-duplicates.
 
 A gallery of N vectors: 80 % random unit vectors, 20 % near-duplicates of earlier ones (cosine ~0.7, a second
 photo of the same person); the queries are further near-duplicates (cosine ~0.7) of random gallery vectors, so
@@ -11,7 +11,7 @@ each has a true match to find among N. Per size and index kind:
   time and as process CPU time (on a shared machine wall time measures the neighbours' load; run `--threads 1`
   there and read the CPU time: an idle 2-core machine gives about that, or half of it for batched search);
 * recall@1 and @10 against exact search: the share of exact search's top-1 (top-10) found in the index's top-1
-  (top-10); for HNSW also at other efSearch values (search time only).
+  (top-10); also at other settings (IVF: share of lists searched, HNSW: efSearch), search time only.
 
 FAISS runs `--threads` OpenMP threads (default 2, the target machine). Run from the repository root:
 
@@ -34,7 +34,7 @@ import time
 import faiss
 import numpy as np
 
-from hfr_hf.gallery.index import HNSW_EF_SEARCH, build_index
+from hfr_hf.gallery.index import HNSW_EF_SEARCH, IVF_PROBE_FRACTION, build_index
 
 DIM = 512
 
@@ -93,16 +93,19 @@ def bench(size: int, queries: int, kinds: list[str]) -> dict:
         print(json.dumps({"size": size, "kind": kind, **entry}), flush=True)
         if kind != "flat" and exact is not None:
             entry.update(recall_at_1=recall(found, exact, 1), recall_at_10=recall(found, exact, 10))
-            entry["ef_search"] = {}
-            for ef in (32, 64, 128, 256):
-                index.hnsw.efSearch = ef
+            settings = {"ivf": (0.05, 0.1, 0.2, 0.3), "hnsw": (64, 128, 256, 512)}[kind]
+            entry["sweep"] = {}
+            for setting in settings:
+                if kind == "ivf":
+                    index.nprobe = max(1, round(index.nlist * setting))
+                else:
+                    index.hnsw.efSearch = setting
                 hits = index.search(probes, 10)[1]
-                entry["ef_search"][ef] = {
+                entry["sweep"][setting] = {
                     "recall_at_1": recall(hits, exact, 1),
                     "recall_at_10": recall(hits, exact, 10),
                     "cpu_ms_batch100": latency_ms(index, probes, 100)[1],
                 }
-            index.hnsw.efSearch = HNSW_EF_SEARCH
         row[kind] = entry
         print(json.dumps({"size": size, "kind": kind, **entry}), flush=True)
         del index
@@ -146,7 +149,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--million", action="store_true", help="add the 1,000,000-vector gallery")
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--kinds", nargs="+", default=["flat", "hnsw"], choices=["flat", "hnsw"])
+    parser.add_argument("--kinds", nargs="+", default=["flat", "ivf", "hnsw"], choices=["flat", "ivf", "hnsw"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--puj", metavar="ASSETS", help="instead: PUJ open-set DIR at FPIR from this assets folder")
@@ -163,7 +166,8 @@ def main(argv=None) -> int:
                 json.dump(report, handle, indent=2)
         return 0
     sizes = args.sizes + ([1_000_000] if args.million else [])
-    results = {"threads": args.threads, "dim": DIM, "queries": args.queries, "hnsw_ef_search": HNSW_EF_SEARCH}
+    results = {"threads": args.threads, "dim": DIM, "queries": args.queries}
+    results.update(hnsw_ef_search=HNSW_EF_SEARCH, ivf_probe_fraction=IVF_PROBE_FRACTION)
     results["rows"] = [bench(size, args.queries, args.kinds) for size in sizes]
     if args.json:
         with open(args.json, "w") as handle:

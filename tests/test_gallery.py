@@ -106,14 +106,32 @@ def test_mean_fusion_averages_each_persons_images(tmp_path):
     assert [c.score for c in result.candidates] == sorted(expected.values(), reverse=True)
 
 
-def test_hnsw_index_agrees_with_exact_on_near_duplicates():
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_approximate_index_agrees_with_exact_on_near_duplicates(kind):
     rng = np.random.default_rng(1)
-    vectors = rng.normal(size=(3000, 64)).astype(np.float32)
+    vectors = rng.normal(size=(5000, 64)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     queries = vectors[:200] + 0.05 * rng.normal(size=(200, 64)).astype(np.float32)
     _, exact = build_index(vectors, "flat").search(queries, 1)
-    _, approx = build_index(vectors, "hnsw").search(queries, 1)
+    _, approx = build_index(vectors, kind).search(queries, 1)
     assert np.mean(exact[:, 0] == approx[:, 0]) >= 0.99 and np.all(exact[:, 0] == np.arange(200))
+
+
+def test_a_gallery_past_the_exact_limit_switches_to_ivf_and_keeps_finding(tmp_path):
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(3000, 32)).astype(np.float32)
+    gallery = Gallery.create(tmp_path / "g", FP, 32, exact_limit=1000)
+    gallery = gallery.add([f"p{i}" for i in range(800)], ["x"] * 800, vectors[:800], FP)
+    assert gallery.meta["index"] == "flat" and not hasattr(gallery.index, "nprobe")
+    gallery = gallery.add([f"p{i}" for i in range(800, 3000)], ["x"] * 2200, vectors[800:], FP)
+    assert hasattr(Gallery.open(gallery.path).index, "nprobe") and gallery.meta["index"] == "ivf"
+    found = [r.identity for r in gallery.search(vectors[::30] + 0.01, FP, top_k=1)]
+    assert np.mean([f == f"p{i}" for f, i in zip(found, range(0, 3000, 30))]) >= 0.95
+    smaller = gallery.remove([f"p{i}" for i in range(2500)])
+    assert smaller.meta["index"] == "flat" and not hasattr(smaller.index, "nprobe")
+    assert [r.identity for r in smaller.search(vectors[2999:], FP)] == [
+        "p2999"
+    ]
 
 
 def test_wrong_embedding_size_is_one_sentence(tmp_path):

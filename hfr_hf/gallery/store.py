@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import TMP_PREFIX, write_json
-from .index import EXACT_LIMIT, build_index, index_kind, read_index, write_index
+from .index import EXACT_LIMIT, build_index, index_kind, kind_of, read_index, write_index
 
 __all__ = ["FUSIONS", "Candidate", "Gallery", "GalleryError", "Identification"]
 
@@ -144,6 +144,7 @@ class Gallery:
             "adapter": fingerprint.get("adapter") or "",
             "fusion": fusion,
             "exact_limit": int(exact_limit),
+            "index": "flat",
             "sources": sources or {},
         }
         empty = {k: [] for k in ("identity", "path", "spectrum", "model", "adapter")}
@@ -291,7 +292,7 @@ class Gallery:
         new = _records(columns, embeddings, self.records.features)
         records = concatenate_datasets([self.records, new])
         kind = index_kind(len(records), self.meta["exact_limit"])
-        if kind == "flat" or hasattr(self.index, "hnsw"):  # same kind: extend a copy of the index
+        if kind == kind_of(self.index):  # extend a copy of the index (an IVF keeps its trained lists)
             import faiss
 
             index = faiss.clone_index(self.index)
@@ -309,8 +310,9 @@ class Gallery:
         drop = set(identities)
         keep = [i for i, name in enumerate(self._names) if name not in drop]
         records = self.records.select(keep)
-        index = build_index(self.embeddings()[keep], index_kind(len(keep), self.meta["exact_limit"]))
-        return self._commit(self.path, self.version, records, index, self.meta)
+        kind = index_kind(len(keep), self.meta["exact_limit"])
+        index = build_index(self.embeddings()[keep], kind)
+        return self._commit(self.path, self.version, records, index, {**self.meta, "index": kind})
 
     def calibrate(self, stranger_embeddings, fingerprint: dict, fpir: float = 0.01) -> float:
         """Calibrate the open-set threshold on probes of people who are not enrolled: their best fused scores are
