@@ -90,7 +90,6 @@ def bench(size: int, queries: int, kinds: list[str]) -> dict:
         }
         for batch, sample in ((1, probes[:200]), (100, probes)):
             entry[f"latency_ms_batch{batch}"], entry[f"cpu_ms_batch{batch}"] = latency_ms(index, sample, batch)
-        print(json.dumps({"size": size, "kind": kind, **entry}), flush=True)
         if kind != "flat" and exact is not None:
             entry.update(recall_at_1=recall(found, exact, 1), recall_at_10=recall(found, exact, 10))
             settings = {"ivf": (0.05, 0.1, 0.2, 0.3), "hnsw": (64, 128, 256, 512)}[kind]
@@ -113,15 +112,15 @@ def bench(size: int, queries: int, kinds: list[str]) -> dict:
     return row
 
 
-def puj_open_set(assets: str, model: str, adapter: str | None) -> dict:
+def puj_open_set(assets: str, model: str, adapter: str | None, plot: str | None = None) -> dict:
     from pathlib import Path
 
-    from hfr_hf.evaluation import open_set_metrics
+    from hfr_hf.evaluation import dir_fpir_curve, open_set_metrics, plot_dir
     from hfr_hf.gallery import Embedder
     from hfr_hf.images import list_images
 
     systems = {"frozen": None, **({"adapted": adapter} if adapter else {})}
-    report = {}
+    report, curves = {}, {}
     for name, folder in systems.items():
         embedder = Embedder.load(model, folder, align="never")
         for camera in ("puj_t360", "puj_fone"):
@@ -133,6 +132,8 @@ def puj_open_set(assets: str, model: str, adapter: str | None) -> dict:
             similarity = np.concatenate([sides["Probe"][1], sides["ProbeN"][1]]) @ sides["Gallery"][1].T
             metrics = open_set_metrics(similarity, probe_ids, sides["Gallery"][0], fpirs=(0.01, 0.1))
             report[f"{camera}/{name}"] = metrics
+            fpirs, dirs, _ = dir_fpir_curve(similarity, probe_ids, sides["Gallery"][0])
+            curves.setdefault(camera, {})[name] = (fpirs, dirs)
             at = metrics["at_fpir"]
             print(
                 f"{camera:>9} {name:>8}: DIR@FPIR1% {at['0.01']['dir']:.3f} (FPIR {at['0.01']['fpir']:.3f}, "
@@ -141,6 +142,8 @@ def puj_open_set(assets: str, model: str, adapter: str | None) -> dict:
                 f"{metrics['enrolled_probes']}/{metrics['non_enrolled_probes']}",
                 flush=True,
             )
+    for camera, systems_curves in curves.items() if plot else ():
+        plot_dir(systems_curves, Path(plot) / f"dir_fpir_{camera}.png", title=f"{camera}: open-set DIR–FPIR")
     return report
 
 
@@ -155,12 +158,13 @@ def main(argv=None) -> int:
     parser.add_argument("--puj", metavar="ASSETS", help="instead: PUJ open-set DIR at FPIR from this assets folder")
     parser.add_argument("--model", help="with --puj: model folder")
     parser.add_argument("--adapter", help="with --puj: xEdgeFace adapter folder, reported beside the frozen model")
+    parser.add_argument("--plot", help="with --puj: folder for the DIR–FPIR plots (PNG)")
     args = parser.parse_args(argv)
     faiss.omp_set_num_threads(args.threads)
     if args.puj:
         if not args.model:
             parser.error("--puj needs --model")
-        report = puj_open_set(args.puj, args.model, args.adapter)
+        report = puj_open_set(args.puj, args.model, args.adapter, args.plot)
         if args.json:
             with open(args.json, "w") as handle:
                 json.dump(report, handle, indent=2)
