@@ -211,7 +211,7 @@ class Gallery:
 
     @functools.cached_property
     def _names(self) -> list[str]:
-        return self.records["identity"]
+        return self.records.with_format("arrow")["identity"].to_pylist()
 
     @functools.cached_property
     def _rows(self) -> dict[str, list[int]]:
@@ -226,6 +226,10 @@ class Gallery:
 
     def embeddings(self) -> np.ndarray:
         return np.asarray(self.records.with_format("numpy")["embedding"], np.float32).reshape(len(self), -1)
+
+    @functools.cached_property
+    def _most_images(self) -> int:
+        return max(len(rows) for rows in self._rows.values())
 
     def identities(self) -> dict[str, int]:
         """Enrolled people and how many images each has, sorted by name."""
@@ -370,7 +374,7 @@ class Gallery:
         if not len(self):
             return [Identification([], threshold) for _ in embeddings]
         # enough image neighbours to hold top_k distinct people even if the best ones have all their images there
-        k = min(len(self), top_k * max(len(rows) for rows in self._rows.values()))
+        k = min(len(self), top_k * self._most_images)
         scores, ids = self.index.search(embeddings, k)
         names = self._names
         stored = self.embeddings() if fusion == "mean" else None
