@@ -686,7 +686,8 @@ def main(argv: list[str] | None = None) -> int:
     except UnusableImagesError as error:
         print(
             f"hfr-hf {args.command}: error: {error} Align them from landmarks first (hfr-hf align --landmarks), or "
-            "pass --no-align if they are tight face crops to be resized as they are.",
+            "pass --no-align if they are tight face crops to be resized as they are"
+            + (", or --skip-unusable to enrol the others." if args.command == "enroll" else "."),
             file=sys.stderr,
         )
         return 1
