@@ -162,7 +162,8 @@ class Gallery:
             hint = " (an enrolment into it was interrupted before it finished)" if path.is_dir() else ""
             raise GalleryError(f"{path} is not a gallery: it has no {POINTER}{hint}; make one with `hfr-hf enroll`.")
         pointer = _read_json(path / POINTER, f"the gallery {path}")
-        version = pointer.get("version") if isinstance(pointer, dict) else None
+        pointer = pointer if isinstance(pointer, dict) else {}
+        version = pointer.get("version")
         if pointer.get("format") != FORMAT or not isinstance(version, str) or not (path / version).is_dir():
             raise GalleryError(
                 f"{path / POINTER} does not name a version folder of this gallery (format {FORMAT}); the folder is "
@@ -184,7 +185,14 @@ class Gallery:
                 f"records {len(records)} of size {meta.get('embedding_size')}; restore it or enrol again."
             )
         calibration = folder / "calibration.json"
-        return cls(path, version, records, index, meta, _read_json(calibration, "") if calibration.is_file() else None)
+        return cls(
+            path,
+            version,
+            records,
+            index,
+            meta,
+            _read_json(calibration, f"the calibration of {path}") if calibration.is_file() else None,
+        )
 
     @classmethod
     def _commit(cls, path: Path, current: str | None, records, index, meta: dict) -> Gallery:
