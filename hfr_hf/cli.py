@@ -110,13 +110,28 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embed_shards(args: argparse.Namespace, output: Path) -> int:
+    from .gallery import Embedder, read_enrolment_list
+    from .gallery.shards import embed_to_shards
+
+    if len(args.images) != 1 or args.raw:
+        raise ValueError("Shards (--output FOLDER) take one folder per person or CSV, and normalised embeddings.")
+    alignment = _alignment(args)
+    embedder = Embedder.load(args.model, getattr(args, "adapter", None), device=args.device, **alignment)
+    manifest, written = embed_to_shards(output, read_enrolment_list(args.images[0]), embedder, args.shard_size)
+    print(f"{manifest['shards']} shards of {manifest['images']} images in {output} ({written} written now)")
+    return 0
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     from .inference import embed_images, load_model
 
-    paths = _expand_images(args.images)
     output = Path(args.output)
+    if not output.suffix:  # a folder: resumable shards for a gallery
+        return _embed_shards(args, output)
+    paths = _expand_images(args.images)
     if output.suffix not in (".npz", ".safetensors"):
-        raise ValueError(f"--output must end in .npz or .safetensors, got {output.name}.")
+        raise ValueError(f"--output must end in .npz or .safetensors (or be a folder for shards), got {output.name}.")
     model, processor = load_model(args.model, args.device)
     embeddings = embed_images(model, processor, paths, args.batch_size, normalize=not args.raw, **_alignment(args))
     names = [str(p) for p in paths]
@@ -401,6 +416,94 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embedder(args: argparse.Namespace, gallery=None):
+    """The gallery's embedder from --model / --adapter (default: those the gallery was enrolled with) and the
+    alignment options."""
+    from .gallery import Embedder
+
+    sources = gallery.meta.get("sources", {}) if gallery is not None else {}
+    model = args.model or sources.get("model")
+    if not model:
+        raise ValueError("Give --model: the model folder or Hub id to embed the images with.")
+    adapter = args.adapter if args.adapter is not None else sources.get("adapter")
+    alignment = _alignment(args)
+    embedder = Embedder.load(model, adapter or None, device=args.device, **alignment)
+    return embedder, {"model": str(model), "adapter": str(adapter or "")}
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from .gallery import enroll, enroll_shards
+    from .gallery.shards import MANIFEST
+
+    if (Path(args.images) / MANIFEST).is_file():  # shards embedded before (scripts/embed.py, hfr-hf embed)
+        sources = {"model": str(args.model or ""), "adapter": str(args.adapter or "")}
+        report = enroll_shards(args.images, args.gallery, sources=sources, fusion=args.fusion)
+    else:
+        embedder, sources = _embedder(args)
+        report = enroll(
+            args.images,
+            embedder,
+            args.gallery,
+            spectrum=args.spectrum,
+            skip_unusable=args.skip_unusable,
+            batch_size=args.batch_size,
+            sources=sources,
+            fusion=args.fusion,
+        )
+    for line in report.skipped:
+        print(f"skipped: {line}", file=sys.stderr)
+    people = len(report.gallery.identities())
+    print(f"Enrolled {report.enrolled} images into {args.gallery}: {len(report.gallery)} images of {people} people.")
+    return 0
+
+
+def cmd_gallery(args: argparse.Namespace) -> int:
+    from .gallery import Gallery
+
+    gallery = Gallery.open(args.gallery)
+    if args.action == "list":
+        if args.images:
+            print("identity,path,spectrum")
+            for row in gallery.list():
+                print(f"{row['identity']},{row['path']},{row['spectrum']}")
+        else:
+            for name, count in gallery.identities().items():
+                print(f"{name}\t{count}")
+        print(f"{len(gallery)} images of {len(gallery.identities())} people", file=sys.stderr)
+    elif args.action == "remove":
+        gallery = gallery.remove(args.names)
+        print(f"Removed {', '.join(args.names)}; {len(gallery)} images of {len(gallery.identities())} people remain.")
+    else:  # calibrate
+        embedder, _ = _embedder(args, gallery)
+        vectors, _, _ = embedder.embed(_expand_images(args.names), args.batch_size)
+        threshold = gallery.calibrate(vectors, embedder.fingerprint, args.fpir)
+        print(f"Open-set threshold {threshold:.4f} at FPIR {args.fpir:g} on {len(vectors)} non-enrolled probes.")
+    return 0
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    from .gallery import Gallery, identify, write_identifications
+
+    gallery = Gallery.open(args.gallery)
+    embedder, _ = _embedder(args, gallery)
+    rows = identify(
+        _expand_images(args.probes),
+        embedder,
+        gallery,
+        top_k=args.top_k,
+        fusion=args.fusion,
+        fpir=args.fpir,
+        threshold=args.threshold,
+        batch_size=args.batch_size,
+    )
+    text = write_identifications(rows, args.output)
+    if args.output:
+        print(f"Wrote the top {args.top_k} candidates of {len(rows)} probes to {args.output}")
+    else:
+        print(text, end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hfr-hf", description="Cross-spectral face recognition with EdgeFace.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -417,9 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     convert.set_defaults(func=cmd_convert)
 
-    def add_model_options(sub: argparse.ArgumentParser) -> None:
+    def add_model_options(sub: argparse.ArgumentParser, required: bool = True) -> None:
         sub.add_argument(
-            "--model", required=True, help="model folder (from `hfr-hf convert`), Hub repo id, or .onnx file"
+            "--model",
+            required=required,
+            help="model folder (from `hfr-hf convert`), Hub repo id, or .onnx file"
+            + ("" if required else " (default: the gallery's)"),
         )
         sub.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
         alignment = sub.add_mutually_exclusive_group()
@@ -457,10 +563,59 @@ def build_parser() -> argparse.ArgumentParser:
     embed = commands.add_parser("embed", help="embed images (files or folders) into an .npz or .safetensors file")
     embed.add_argument("images", nargs="+", help="image files or folders")
     add_model_options(embed)
-    embed.add_argument("--output", required=True, help="embeddings.npz or embeddings.safetensors")
+    embed.add_argument(
+        "--output",
+        required=True,
+        help="embeddings.npz or embeddings.safetensors, or a folder: resumable shards for `hfr-hf enroll` (images "
+        "then a folder per person or a CSV)",
+    )
+    embed.add_argument("--shard-size", type=int, default=1024, help="images per shard (--output FOLDER)")
     embed.add_argument("--batch-size", type=int, default=64)
     embed.add_argument("--raw", action="store_true", help="keep the raw embeddings (default: L2-normalised)")
     embed.set_defaults(func=cmd_embed)
+
+    def add_gallery_model_options(sub: argparse.ArgumentParser, required: bool) -> None:
+        add_model_options(sub, required)
+        sub.add_argument(
+            "--adapter", help="xEdgeFace adapter folder" + ("" if required else " (default: the gallery's)")
+        )
+        sub.add_argument("--gallery", required=True, help="gallery folder")
+        sub.add_argument("--batch-size", type=int, default=64)
+
+    enroll = commands.add_parser("enroll", help="enrol faces into a gallery (created when missing)")
+    enroll.add_argument(
+        "images",
+        help="folder with one subfolder of images per person, a CSV: identity,path[,spectrum], or a shard folder "
+        "(hfr-hf embed --output FOLDER, scripts/embed.py)",
+    )
+    add_gallery_model_options(enroll, required=False)
+    enroll.add_argument(
+        "--spectrum", default="visible", help="spectrum recorded for the images (visible, thermal, nir)"
+    )
+    enroll.add_argument("--fusion", choices=["max", "mean"], default="max", help="per-person score of a new gallery")
+    enroll.add_argument("--skip-unusable", action="store_true", help="enrol the rest when some images fail alignment")
+    enroll.set_defaults(func=cmd_enroll)
+
+    gallery = commands.add_parser("gallery", help="list or remove the people of a gallery, or calibrate its threshold")
+    gallery.add_argument("action", choices=["list", "remove", "calibrate"])
+    gallery.add_argument("names", nargs="*", help="remove: people to remove; calibrate: images of non-enrolled people")
+    add_gallery_model_options(gallery, required=False)
+    gallery.add_argument("--images", action="store_true", help="list: one line per enrolled image")
+    gallery.add_argument(
+        "--fpir", type=float, default=0.01, help="calibrate: target false positive identification rate"
+    )
+    gallery.set_defaults(func=cmd_gallery)
+
+    identify = commands.add_parser("identify", help="rank the enrolled people closest to each probe image")
+    identify.add_argument("probes", nargs="+", help="image files or folders")
+    add_gallery_model_options(identify, required=False)
+    identify.add_argument("--top-k", type=int, default=5)
+    identify.add_argument("--fusion", choices=["max", "mean"], help="per-person score (default: the gallery's)")
+    decision = identify.add_mutually_exclusive_group()
+    decision.add_argument("--fpir", type=float, help="'not enrolled' below the calibrated threshold for this FPIR")
+    decision.add_argument("--threshold", type=float, help="'not enrolled' below this score")
+    identify.add_argument("--output", help="results.csv or results.json (default: CSV on stdout)")
+    identify.set_defaults(func=cmd_identify)
 
     verify = commands.add_parser("verify", help="cosine similarity of the faces in two images")
     verify.add_argument("image_a")
@@ -616,7 +771,8 @@ def main(argv: list[str] | None = None) -> int:
     except UnusableImagesError as error:
         print(
             f"hfr-hf {args.command}: error: {error} Align them from landmarks first (hfr-hf align --landmarks), or "
-            "pass --no-align if they are tight face crops to be resized as they are.",
+            "pass --no-align if they are tight face crops to be resized as they are"
+            + (", or --skip-unusable to enrol the others." if args.command == "enroll" else "."),
             file=sys.stderr,
         )
         return 1

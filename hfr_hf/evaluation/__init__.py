@@ -1,15 +1,24 @@
 """Evaluation toolkit: verification and identification metrics, protocols, bob-compatible score files, plots.
 
 One concept per module: `verification` (ROC, AUC, EER, TAR@FAR, thresholds, bootstrap), `identification`
-(rank-k, CMC), `protocols` (pair lists and gallery/probe CSVs with folds), `score_files` (bob's four-column
-and CSV formats), `plots` (ROC, DET, CMC as PNG), `runner` (a protocol run from embeddings to a report),
-`real_thermal` (PUJ-T360 / PUJ-FONE measures on the people kept for measuring), `realism` (how well real target
-faces can be told from rendered ones: cross-validated AUC, Fréchet distance).
+(rank-k, CMC), `open_set` (DIR at FPIR, the DIR–FPIR curve), `protocols` (pair lists and gallery/probe CSVs with
+folds), `score_files` (bob's four-column and CSV formats), `plots` (ROC, DET, CMC, DIR–FPIR as PNG), `runner` (a
+protocol run from embeddings to a report), `real_thermal` (PUJ-T360 / PUJ-FONE measures on the people kept for
+measuring), `realism` (how well real target faces can be told from rendered ones: cross-validated AUC, Fréchet
+distance).
 Scores follow bob's convention: higher = more similar, accept when score >= threshold.
 """
 
-from .identification import cmc, identification_metrics, identification_ranks, probe_gallery_scores, rank_k
-from .plots import plot_cmc, plot_det, plot_roc
+from .identification import (
+    cmc,
+    identification_metrics,
+    identification_ranks,
+    identity_scores,
+    probe_gallery_scores,
+    rank_k,
+)
+from .open_set import DEFAULT_FPIRS, OpenSetScores, dir_at_fpir, dir_fpir_curve, open_set_metrics, open_set_scores
+from .plots import plot_cmc, plot_det, plot_dir, plot_roc
 from .protocols import (
     IdentificationProtocol,
     VerificationProtocol,
@@ -39,6 +48,14 @@ from .verification import (
 )
 
 __all__ = [
+    "identity_scores",
+    "plot_dir",
+    "open_set_scores",
+    "open_set_metrics",
+    "dir_fpir_curve",
+    "dir_at_fpir",
+    "OpenSetScores",
+    "DEFAULT_FPIRS",
     "DEFAULT_FARS",
     "EmbeddingCache",
     "EvaluationResult",

@@ -13,10 +13,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["cmc", "identification_metrics", "identification_ranks", "probe_gallery_scores", "rank_k"]
+__all__ = [
+    "cmc",
+    "identification_metrics",
+    "identification_ranks",
+    "identity_scores",
+    "probe_gallery_scores",
+    "rank_k",
+]
 
 
-def _identity_scores(similarity: np.ndarray, gallery_ids: Sequence) -> tuple[np.ndarray, np.ndarray]:
+def identity_scores(similarity: np.ndarray, gallery_ids: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, scores): the distinct gallery identities and each probe's score for each, the maximum over its images."""
     labels, inverse = np.unique(np.asarray(gallery_ids), return_inverse=True)
     scores = np.full((similarity.shape[0], labels.size), -np.inf)
     for j in range(labels.size):
@@ -37,7 +45,7 @@ def identification_ranks(similarity, probe_ids: Sequence, gallery_ids: Sequence)
         raise ValueError("Identification needs at least one probe and one gallery image.")
     if np.isnan(similarity).any():
         raise ValueError(f"Scores contain NaN ({int(np.isnan(similarity).sum())} of them); check the embeddings.")
-    labels, scores = _identity_scores(similarity, gallery_ids)
+    labels, scores = identity_scores(similarity, gallery_ids)
     index = {label: i for i, label in enumerate(labels.tolist())}
     absent = sorted({str(p) for p in probe_ids if p not in index})
     if absent:

@@ -1,4 +1,4 @@
-"""ROC (log-FAR axis), DET (normal-deviate axes) and CMC plots as PNG, several systems per figure.
+"""ROC (log-FAR axis), DET (normal-deviate axes), CMC and open-set DIR–FPIR plots as PNG, several systems per figure.
 
 Matplotlib runs on the Agg backend (no display needed); figures are closed after saving.
 """
@@ -14,7 +14,7 @@ from scipy.stats import norm
 
 from .verification import roc
 
-__all__ = ["plot_cmc", "plot_det", "plot_roc"]
+__all__ = ["plot_cmc", "plot_det", "plot_dir", "plot_roc"]
 
 
 def _pyplot():
@@ -91,6 +91,22 @@ def plot_cmc(systems: Mapping[str, np.ndarray], path: str | os.PathLike, title: 
     ax.set_ylim(0.0, 1.01)
     ax.set_xlabel("Rank")
     ax.set_ylabel("Identification rate")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    return _save(fig, path)
+
+
+def plot_dir(systems: Mapping[str, tuple], path: str | os.PathLike, title: str = "DIR–FPIR") -> Path:
+    """Detection and identification rate against FPIR (log scale) for each `name -> (fpirs, dirs)`, as
+    `open_set.dir_fpir_curve` gives them (the curve of `bob bio dir`)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for name, (fpirs, dirs) in systems.items():
+        ax.semilogx(np.asarray(fpirs), np.asarray(dirs), marker=".", label=name)
+    ax.set_ylim(0.0, 1.01)
+    ax.set_xlabel("False positive identification rate (FPIR)")
+    ax.set_ylabel("Detection and identification rate (DIR)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")
