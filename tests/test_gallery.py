@@ -129,9 +129,7 @@ def test_a_gallery_past_the_exact_limit_switches_to_ivf_and_keeps_finding(tmp_pa
     assert np.mean([f == f"p{i}" for f, i in zip(found, range(0, 3000, 30))]) >= 0.95
     smaller = gallery.remove([f"p{i}" for i in range(2500)])
     assert smaller.meta["index"] == "flat" and not hasattr(smaller.index, "nprobe")
-    assert [r.identity for r in smaller.search(vectors[2999:], FP)] == [
-        "p2999"
-    ]
+    assert [r.identity for r in smaller.search(vectors[2999:], FP)] == ["p2999"]
 
 
 def test_wrong_embedding_size_is_one_sentence(tmp_path):
