@@ -81,7 +81,7 @@ HELD_OUT = tuple(f"*/att/s{i}/*" for i in range(31, 41)) + tuple(f"*/yale/subjec
 @pytest.fixture(scope="session")
 def reduced_detector(assets, tmp_path_factory) -> Path:
     """A cross-spectral detector trained once per session by the project's own `train_detector`, reduced (two
-    renders per photo, two epochs: a few minutes on 2 cores); trained weights are never committed."""
+    renders per photo, two epochs: 11 min on a heavily shared 2-core machine); trained weights are never committed."""
     from hfr_hf.alignment.detector_training import DetectorTrainingConfig, train_detector
 
     reuse = os.environ.get("HFR_HF_TEST_DETECTOR")  # a folder `hfr-hf train-detector` made with this same config
