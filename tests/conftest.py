@@ -33,7 +33,9 @@ except ImportError:
 """
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ASSETS = Path(os.environ.get("HFR_HF_ASSETS", REPO_ROOT.parent / "shared" / "assets"))
+ASSETS = Path(
+    os.environ.get("HFR_HF_ASSETS", REPO_ROOT.parent / "shared" / "assets")
+).resolve()  # absolute: tests link to it
 TESTED_VARIANTS = ["xxs", "xs", "xs_gamma_06", "s_gamma_05"]
 
 

@@ -445,7 +445,9 @@ def test_space_push(tmp_path, recorder):
     space = make_space(tmp_path / "space")
     push_space("org/edgeface-hfr-demo", space, model_repo=REPO, dry_run=tmp_path / "dry")
     dry = tmp_path / "dry"
-    assert sorted(folder_bytes(dry)) == ["README.md", "app.py", "examples/face.png", "requirements.txt"]
+    files = sorted(folder_bytes(dry))
+    assert files[:4] == ["README.md", "app.py", "examples/face.png", "requirements.txt"]
+    assert len(files) == 5 and files[4].startswith("wheels/hfr_hf-") and files[4].endswith("-py3-none-any.whl")
     card = SpaceCard.load(dry / "README.md")
     assert card.data.models == [REPO] and card.data.sdk == "gradio" and card.data.title == "EdgeFace HFR"
     assert "# EdgeFace HFR demo" in card.text

@@ -21,11 +21,13 @@ def test_hub_download_names_the_official_repository(monkeypatch, tmp_path):
     monkeypatch.delenv(WEIGHTS_DIR_ENV, raising=False)
     calls = []
 
-    def fake_download(repo_id, filename):
+    def fake_download(repo_id, filename, **options):
         calls.append((repo_id, filename))
         return str(tmp_path / filename)
 
     monkeypatch.setattr("huggingface_hub.hf_hub_download", fake_download)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)  # a reachable Hub, checked before download
+    monkeypatch.setattr("hfr_hf.sources._hub_reachable", lambda: True)
     assert official_checkpoint_path("xs_gamma_06").name == "edgeface_xs_gamma_06.pt"
     assert calls == [("Idiap/EdgeFace-XS-GAMMA", "edgeface_xs_gamma_06.pt")]
 
@@ -33,8 +35,8 @@ def test_hub_download_names_the_official_repository(monkeypatch, tmp_path):
 def test_offline_without_cache_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.delenv(WEIGHTS_DIR_ENV, raising=False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(CheckpointError, match="Could not download edgeface_xxs.pt from Idiap/EdgeFace-XXS"):
-        official_checkpoint_path("xxs")
+    with pytest.raises(CheckpointError, match="edgeface_xxs.pt of Idiap/EdgeFace-XXS is not in the local Hugging Face"):
+        official_checkpoint_path("xxs")  # said at once: no download is tried offline
 
 
 def test_variant_without_hub_repository(monkeypatch):

@@ -39,7 +39,9 @@ def build_package_wheel(output_dir: str | os.PathLike) -> Path:
     output_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:  # pip's build folder stays out of the checkout
         command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", scratch]
-        done = subprocess.run([*command, str(root)], capture_output=True, text=True, cwd=scratch)
+        # A fixed file date makes the wheel byte-reproducible: a dry run shows exactly what a push uploads.
+        env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}
+        done = subprocess.run([*command, str(root)], capture_output=True, text=True, cwd=scratch, env=env)
         wheels = sorted(Path(scratch).glob("hfr_hf-*.whl"))
         if done.returncode != 0 or len(wheels) != 1:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
