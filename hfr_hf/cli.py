@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -33,13 +34,29 @@ def _expand_images(items: list[str]) -> list[Path]:
     return paths
 
 
+def _aligner(args: argparse.Namespace, **options):
+    """The `FaceAligner` of --select, --spectrum and --detector (`enroll`'s --spectrum, the images' recorded
+    spectrum, picks the detector only when one is given)."""
+    from .alignment import FaceAligner
+    from .alignment.detector import SPECTRA
+
+    detector = getattr(args, "detector", None) or os.environ.get("HFR_HF_DETECTOR") or None
+    spectrum = getattr(args, "spectrum", "visible")
+    if args.command == "enroll":
+        spectrum = spectrum if detector and spectrum in SPECTRA else "visible"
+    if spectrum != "visible" and detector is None:
+        raise ValueError(
+            f"--spectrum {spectrum} needs the cross-spectral detector: pass --detector FOLDER_OR_REPO (made by "
+            "`hfr-hf train-detector`) or set HFR_HF_DETECTOR."
+        )
+    return FaceAligner(select=args.select, spectrum=spectrum, detector_weights=detector, **options)
+
+
 def _alignment(args: argparse.Namespace) -> dict:
     """`align` / `aligner` for `embed_images` from --align / --no-align (default: 112×112 images are taken as
     aligned crops, every other image is detected and aligned)."""
-    from .alignment import FaceAligner
-
     align = "always" if args.align else "never" if args.no_align else "auto"
-    return {"align": align, "aligner": None if align == "never" else FaceAligner(select=args.select)}
+    return {"align": align, "aligner": None if align == "never" else _aligner(args)}
 
 
 def cmd_train_detector(args: argparse.Namespace) -> int:
@@ -72,17 +89,10 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
 
 
 def cmd_align(args: argparse.Namespace) -> int:
-    from .alignment import FaceAligner
     from .alignment.folder import align_folder, read_landmarks_csv
 
     landmarks = read_landmarks_csv(args.landmarks) if args.landmarks else None
-    aligner = FaceAligner(
-        select=args.select,
-        min_face_size=args.min_face_size,
-        image_size=args.size,
-        spectrum=args.spectrum,
-        detector_weights=args.detector,
-    )
+    aligner = _aligner(args, min_face_size=args.min_face_size, image_size=args.size)
     report = align_folder(args.source, args.destination, aligner, landmarks=landmarks, twins=args.twins)
     print(f"Aligned {len(report.aligned)} images into {args.destination}; details in {report.csv_path}")
     if report.failed:
@@ -153,7 +163,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .alignment import AlignmentError, FaceAligner, check_crop
+    from .alignment import AlignmentError, check_crop
     from .inference import cosine_similarity, embed_images, face_crops, load_model
 
     paths = [Path(args.image_a), Path(args.image_b)]
@@ -163,16 +173,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
     model, processor = load_model(args.model, args.device)
     alignment = _alignment(args)
     crops = face_crops(paths, processor, **alignment)
-    # The decision path: a blank or faceless crop must not be scored as a face.
-    checker = None if args.no_face_check else alignment["aligner"] or FaceAligner()
+    # The decision path: a blank or faceless crop must not be scored as a face. The check is the detector's of
+    # --spectrum: MTCNN judges visible crops, the cross-spectral detector thermal and NIR ones.
+    checker = None if args.no_face_check else alignment["aligner"] or _aligner(args)
     size = (processor.size["width"], processor.size["height"])
     for path, crop in zip(paths, crops):
         try:
             check_crop(_resized(crop, size), checker.face_score if checker else None)
         except AlignmentError as error:
             hint = " Align it from landmarks (hfr-hf align --landmarks)"
-            if checker is not None:
-                hint += ", or pass --no-face-check for an aligned crop that the visible-light detector cannot judge"
+            if checker is not None and checker.spectrum == "visible":
+                hint += (
+                    ", give --spectrum thermal (or nir, or auto) and --detector for a thermal or NIR crop, or pass "
+                    "--no-face-check for an aligned crop that no detector can judge"
+                )
+            elif checker is not None:
+                hint += ", or pass --no-face-check for an aligned crop that the detector cannot judge"
             raise ValueError(f"{path}: {str(error).rstrip('.')}; no score is given.{hint}.") from None
     embeddings = embed_images(model, processor, crops, progress=False, align="never")
     score = float(cosine_similarity(embeddings[:1], embeddings[1:])[0, 0])
@@ -290,7 +306,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.adapter:
         model = _load_adapter(model, args.adapter)
     alignment = _alignment(args)
-    fingerprint = json.dumps([str(Path(args.model).resolve()), args.adapter, alignment["align"], args.select])
+    aligner = alignment["aligner"]
+    detection = [aligner.spectrum, str(aligner.detector_weights or "")] if aligner else []
+    fingerprint = json.dumps(
+        [str(Path(args.model).resolve()), args.adapter, alignment["align"], args.select, *detection]
+    )
     cache = EmbeddingCache(args.cache, fingerprint)
     todo = set(cache.missing(keys))
     if todo:
@@ -504,6 +524,9 @@ def cmd_identify(args: argparse.Namespace) -> int:
     return 0
 
 
+DETECTOR_HELP = "cross-spectral detector folder or Hub repo (hfr-hf train-detector); default $HFR_HF_DETECTOR"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hfr-hf", description="Cross-spectral face recognition with EdgeFace.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -520,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     convert.set_defaults(func=cmd_convert)
 
-    def add_model_options(sub: argparse.ArgumentParser, required: bool = True) -> None:
+    def add_model_options(sub: argparse.ArgumentParser, required: bool = True, spectrum: bool = True) -> None:
         sub.add_argument(
             "--model",
             required=required,
@@ -539,6 +562,20 @@ def build_parser() -> argparse.ArgumentParser:
             "are taken as aligned crops, all others are detected and aligned)",
         )
         sub.add_argument("--select", choices=["confidence", "largest"], default="confidence", help="face to use")
+        if spectrum:
+            add_spectrum_options(sub)
+        else:  # enroll: --spectrum records the images' spectrum, and picks the detector when one is given
+            sub.add_argument("--detector", help=DETECTOR_HELP)
+
+    def add_spectrum_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--spectrum",
+            choices=["visible", "nir", "thermal", "auto"],
+            default="visible",
+            help="which detector finds and checks the faces: MTCNN (visible), the cross-spectral one (nir, "
+            "thermal), or chosen per image (auto)",
+        )
+        sub.add_argument("--detector", help=DETECTOR_HELP)
 
     align = commands.add_parser("align", help="detect and align faces: mirror a folder tree as 112×112 PNG crops")
     align.add_argument("source", help="folder of images (searched recursively)")
@@ -548,16 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--twins", help="folder of pixel-registered visible images whose landmarks align these")
     align.add_argument("--min-face-size", type=int, default=20, help="smallest face to detect, in pixels")
     align.add_argument("--size", type=int, default=112, help="side of the aligned crops")
-    align.add_argument(
-        "--spectrum",
-        choices=["visible", "nir", "thermal", "auto"],
-        default="visible",
-        help="which detector finds the faces: MTCNN (visible), the cross-spectral one, or chosen per image",
-    )
-    align.add_argument(
-        "--detector",
-        help="cross-spectral detector folder or Hub repo (hfr-hf train-detector); default $HFR_HF_DETECTOR",
-    )
+    add_spectrum_options(align)
     align.set_defaults(func=cmd_align)
 
     embed = commands.add_parser("embed", help="embed images (files or folders) into an .npz or .safetensors file")
@@ -574,8 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--raw", action="store_true", help="keep the raw embeddings (default: L2-normalised)")
     embed.set_defaults(func=cmd_embed)
 
-    def add_gallery_model_options(sub: argparse.ArgumentParser, required: bool) -> None:
-        add_model_options(sub, required)
+    def add_gallery_model_options(sub: argparse.ArgumentParser, required: bool, spectrum: bool = True) -> None:
+        add_model_options(sub, required, spectrum)
         sub.add_argument(
             "--adapter", help="xEdgeFace adapter folder" + ("" if required else " (default: the gallery's)")
         )
@@ -588,7 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder with one subfolder of images per person, a CSV: identity,path[,spectrum], or a shard folder "
         "(hfr-hf embed --output FOLDER, scripts/embed.py)",
     )
-    add_gallery_model_options(enroll, required=False)
+    add_gallery_model_options(enroll, required=False, spectrum=False)
     enroll.add_argument(
         "--spectrum", default="visible", help="spectrum recorded for the images (visible, thermal, nir)"
     )
@@ -626,8 +654,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--no-face-check",
         action="store_true",
-        help="score crops that the visible-light detector does not take for faces (aligned thermal crops); "
-        "blank images are refused all the same",
+        help="score crops that the detector of --spectrum does not take for faces; blank images are refused all "
+        "the same",
     )
     verify.set_defaults(func=cmd_verify)
 

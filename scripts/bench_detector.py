@@ -8,6 +8,10 @@
 * Renders of held-out identities (AT&T s31-s40, Yale subjects 13-15: kept out of the README's training command):
   landmark error over the inter-ocular distance against the visible detections, thermal and NIR.
 * Images without faces: false detections per image.
+* The face check of crops taken as aligned (`hfr-hf verify`, the Space; `FaceAligner.check_crop`), per spectrum
+  setting (visible: MTCNN's O-Net; thermal: the detector's; auto): the share of crops that pass, on the
+  detector-aligned PUJ crops, on the PUJ images simply resized to 112×112, on the visible AT&T/Yale held-out
+  photos aligned by MTCNN, and on the images without faces resized to 112×112 (these must not pass).
 
 Writes a JSON report to `--output` and prints Markdown tables. Run from the repository root:
 
@@ -30,6 +34,7 @@ from hfr_hf.alignment import FaceAligner
 from hfr_hf.alignment.detector_training import find_images, label_faces
 from hfr_hf.evaluation import eer, identification_metrics, probe_gallery_scores
 from hfr_hf.evaluation.detection import (
+    face_check_rates,
     face_region_box,
     false_detections,
     landmark_plausibility,
@@ -107,9 +112,11 @@ def main() -> None:
     assets = Path(args.assets)
     report: dict = {}
 
+    detections_by_spectrum = {}
     for spectrum in ("visible", "thermal"):
         aligner = FaceAligner(spectrum=spectrum, detector_weights=args.detector)
         report[f"puj_{spectrum}"], detections = real_thermal(assets, aligner, args.tolerance)
+        detections_by_spectrum[spectrum] = detections
         if args.model:
             report[f"identification_{spectrum}"] = identification(assets, args.model, detections)
 
@@ -121,6 +128,7 @@ def main() -> None:
     ]
     thermal = FaceAligner(spectrum="thermal", detector_weights=args.detector)
     faces, _ = label_faces(held, thermal.detector)
+    visible_faces = [r[0] for r in FaceAligner().detect_and_align(held) if not isinstance(r, Exception)]
     report["held_out_photos"] = len(faces)
     for spectrum in ("thermal", "nir", "visible"):
         errors = render_landmark_errors(faces, thermal, spectrum, renders=2, seed=7)
@@ -134,6 +142,18 @@ def main() -> None:
         counts = result.pop("counts")
         result["by_kind"] = {k: int(sum(c for c, kk in zip(counts, kinds) if kk == k)) for k in sorted(set(kinds))}
         report[f"non_faces_{spectrum}"] = result
+
+    resize = lambda image: np.asarray(Image.fromarray(image).convert("RGB").resize((112, 112)))  # noqa: E731
+    puj = detections_by_spectrum["thermal"]
+    crop_sets = {
+        "puj_detector_aligned": [r[0].crop for r in puj.values() if not isinstance(r, Exception)],
+        "puj_resized": [resize(np.asarray(Image.open(f))) for f in puj],
+        "visible_aligned": [face.crop for face in visible_faces],
+        "non_faces_resized": [resize(image) for image in images],
+    }
+    for spectrum in ("visible", "thermal", "auto"):
+        aligner = FaceAligner(spectrum=spectrum, detector_weights=args.detector)
+        report[f"face_check_{spectrum}"] = {name: face_check_rates(aligner, crops) for name, crops in crop_sets.items()}
 
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")

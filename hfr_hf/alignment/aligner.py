@@ -210,9 +210,17 @@ class FaceAligner:
         return AlignedFace(crop, points, matrix, source=source)
 
     def face_score(self, crop: np.ndarray) -> float:
-        """How much an aligned (size, size, 3) uint8 crop looks like a face to the detector's last stage (O-Net
-        probability, on the crop less a 1/14 margin, as its boxes frame faces)."""
-        return float(self.detector.face_scores([crop])[0])
+        """How much an aligned (size, size, 3) uint8 crop looks like a face to a detector's last stage (O-Net
+        probability, on the crop less a 1/14 margin, as its boxes frame faces): MTCNN's for `visible`, the
+        cross-spectral detector's for `nir` and `thermal`; for `auto`, MTCNN's on colour photos, the
+        cross-spectral one's on false-colour crops and the higher of the two on grey ones."""
+        kind = {"visible": "visible", "nir": "thermal", "thermal": "thermal"}.get(self.spectrum) or guess_spectrum(crop)
+        scores = []
+        if kind in ("visible", "grey"):
+            scores.append(float(self.detector.face_scores([crop])[0]))
+        if kind in ("thermal", "grey"):
+            scores.append(float(self.cross_detector.face_scores([crop])[0]))
+        return max(scores)
 
     def check_crop(self, crop: np.ndarray) -> float:
         """Refuse (`AlignmentError`) a crop that is blank or that the detector does not take for a face; returns

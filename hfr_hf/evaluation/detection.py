@@ -9,6 +9,8 @@ fall where a face has them, what it finds where there is no face, and landmark e
 - `render_landmark_errors`: on thermal/NIR renders of held-out visible photos the visible detector's landmarks
   are the truth; the error is the mean point distance over the inter-ocular distance.
 - `false_detections`: faces reported per image on images without faces.
+- `face_check_rates`: how many given crops pass an aligner's face check (not blank, O-Net score ≥ 0.5), the
+  check that `hfr-hf verify` and the Space apply to uploads taken as aligned crops.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["face_region_box", "false_detections", "landmark_plausibility", "non_face_images", "render_landmark_errors"]
+__all__ = [
+    "face_check_rates",
+    "face_region_box",
+    "false_detections",
+    "landmark_plausibility",
+    "non_face_images",
+    "render_landmark_errors",
+]
 
 
 def face_region_box(image: np.ndarray, level: int = 0) -> np.ndarray:
@@ -128,3 +137,17 @@ def false_detections(aligner, images: Sequence[np.ndarray]) -> dict[str, Any]:
         "images_with_a_face": int((counts > 0).sum()),
         "counts": counts,
     }
+
+
+def face_check_rates(aligner, crops: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Crops (S×S uint8 RGB, S the aligner's size) that pass `aligner.check_crop`, and their face scores."""
+    from ..alignment import AlignmentError
+
+    scores = []
+    for crop in crops:
+        try:
+            scores.append(aligner.check_crop(crop))
+        except AlignmentError:
+            scores.append(None)
+    passed = [s is not None for s in scores]
+    return {"crops": len(scores), "passed": int(sum(passed)), "rate": float(np.mean(passed)) if scores else 0.0}
