@@ -46,8 +46,8 @@ def _aligner(args: argparse.Namespace, **options):
         spectrum = spectrum if detector and spectrum in SPECTRA else "visible"
     if spectrum != "visible" and detector is None:
         raise ValueError(
-            f"--spectrum {spectrum} needs the cross-spectral detector: pass --detector FOLDER_OR_REPO (made by "
-            "`hfr-hf train-detector`) or set HFR_HF_DETECTOR."
+            f"--spectrum {spectrum} needs --detector FOLDER_OR_REPO, the cross-spectral detector (made by "
+            "`hfr-hf train-detector`), or HFR_HF_DETECTOR set to one."
         )
     return FaceAligner(select=args.select, spectrum=spectrum, detector_weights=detector, **options)
 
@@ -139,11 +139,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if not output.suffix:  # a folder: resumable shards for a gallery
         return _embed_shards(args, output)
-    paths = _expand_images(args.images)
     if output.suffix not in (".npz", ".safetensors"):
         raise ValueError(f"--output must end in .npz or .safetensors (or be a folder for shards), got {output.name}.")
+    alignment = _alignment(args)
+    paths = _expand_images(args.images)
     model, processor = load_model(args.model, args.device)
-    embeddings = embed_images(model, processor, paths, args.batch_size, normalize=not args.raw, **_alignment(args))
+    embeddings = embed_images(model, processor, paths, args.batch_size, normalize=not args.raw, **alignment)
     names = [str(p) for p in paths]
 
     def write(tmp: str) -> None:
@@ -170,8 +171,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"Image {path} does not exist.")
-    model, processor = load_model(args.model, args.device)
     alignment = _alignment(args)
+    model, processor = load_model(args.model, args.device)
     crops = face_crops(paths, processor, **alignment)
     # The decision path: a blank or faceless crop must not be scored as a face. The check is the detector's of
     # --spectrum: MTCNN judges visible crops, the cross-spectral detector thermal and NIR ones.
@@ -228,8 +229,9 @@ def cmd_verify_folder(args: argparse.Namespace) -> int:
             f"found {len(paths)} images, {where}, in {len(folders)} person folder{'s' if len(folders) != 1 else ''}."
         )
     identities = [p.relative_to(root).parts[0] for p in paths]
+    alignment = _alignment(args)
     model, processor = load_model(args.model, args.device)
-    embeddings = embed_images(model, processor, paths, args.batch_size, **_alignment(args))
+    embeddings = embed_images(model, processor, paths, args.batch_size, **alignment)
     genuine, impostor = all_pairs_scores(cosine_similarity(embeddings, embeddings), identities)
     summary = verification_summary(genuine, impostor)
     print(f"{len(paths)} images of {len(set(identities))} identities in {root}")
@@ -302,10 +304,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report_path = Path(args.report)
     if report_path.suffix != ".json":
         raise ValueError(f"--report must end in .json, got {report_path.name}.")
+    alignment = _alignment(args)
     model, processor = load_model(args.model, args.device)
     if args.adapter:
         model = _load_adapter(model, args.adapter)
-    alignment = _alignment(args)
     aligner = alignment["aligner"]
     detection = [aligner.spectrum, str(aligner.detector_weights or "")] if aligner else []
     fingerprint = json.dumps(
@@ -356,6 +358,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
     if not (args.att or args.yale):
         raise ValueError("Give the faces to build the protocol from: --att FOLDER and/or --yale FOLDER.")
+    if args.detector and not args.thermal:
+        raise ValueError("--detector aligns the real thermal images: give --thermal FOLDER too.")
     training = {"num_epochs": args.epochs} if args.epochs else {}
     if args.learning_rate:
         training["learning_rate"] = args.learning_rate
@@ -365,6 +369,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         att=args.att,
         yale=args.yale,
         thermal=args.thermal,
+        detector=args.detector,
         adapter_name=args.adapter_name,
         seed=args.seed,
         training=training,
@@ -695,6 +700,9 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--output", required=True, help="folder for protocol, adapter, report.json, plots")
     experiment.add_argument(
         "--thermal", help="real LWIR faces (the folder holding puj_t360/ and puj_fone/): real-thermal measures too"
+    )
+    experiment.add_argument(
+        "--detector", help="cross-spectral detector that aligns the --thermal images (default: resize them)"
     )
     experiment.add_argument("--preset", default=None, help="adapter preset (see hfr_hf.adapters.ADAPTER_PRESETS)")
     experiment.add_argument("--adapter-name", default="thermal", help="name of the PEFT adapter")

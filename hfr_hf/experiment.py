@@ -156,7 +156,9 @@ def format_table(report: dict) -> str:
         lines[-3] += f"   ({pairs:,} impostor pairs)"
     real = report.get("real_thermal")
     if real:
-        lines.append(f"real thermal (PUJ, {real['frozen']['people']} people never trained on):")
+        how = real["frozen"].get("alignment")
+        how = f"; {how['aligned']} detected and aligned, {how['resized']} resized" if how else ""
+        lines.append(f"real thermal (PUJ, {real['frozen']['people']} people never trained on{how}):")
         for label, group, key in REAL_THERMAL_ROWS:
             a, b = get(real["frozen"], group, key), get(real["adapted"], group, key)
             lines.append(f"{label:28} {a:8.4f} {b:8.4f} {b - a:+8.4f}")
@@ -185,6 +187,7 @@ def run_experiment(
     seed: int = 0,
     training: dict | None = None,
     thermal: str | os.PathLike | None = None,
+    detector: str | os.PathLike | None = None,
     plots: bool = True,
     progress: bool = True,
 ) -> ExperimentResult:
@@ -196,6 +199,8 @@ def run_experiment(
 
     `thermal` is the folder holding the real LWIR sets `puj_t360/` and `puj_fone/`: the report and the table then
     add their measures (`hfr_hf.evaluation.real_thermal`, the PUJ people kept for measuring), frozen vs adapted.
+    `detector` (a cross-spectral detector folder or Hub repo, `hfr-hf train-detector`) aligns those images with
+    the faces it finds instead of resizing the registered crops.
 
     `training` overrides [`TrainingConfig`] fields (e.g. `{"num_epochs": 3, "loss": {"self_distillation_weight": 0}}`).
     """
@@ -209,8 +214,16 @@ def run_experiment(
 
     output = Path(output)
     _check_replaceable(output)
+    if detector and not thermal:
+        raise ValueError("A detector aligns the real thermal images: give the thermal folder too.")
+    aligner = None
     if thermal:
         puj_images(thermal)  # a wrong folder is refused before any work
+        if detector:
+            from .alignment import FaceAligner
+
+            aligner = FaceAligner(spectrum="thermal", detector_weights=detector)
+            aligner.cross_detector  # noqa: B018 - a wrong detector folder is refused before any work too
     output.mkdir(parents=True, exist_ok=True)
     protocol = build_pseudo_thermal_protocol(
         protocol_dir or output / "protocol", att=att, yale=yale, seed=seed, impostors_per_genuine=10, progress=progress
@@ -219,7 +232,7 @@ def run_experiment(
     base.eval()
     frozen = evaluate_protocol_files(base, processor, protocol, progress=progress)
     frozen["att_all_pairs"] = att_all_pairs(base, processor, protocol.root)
-    real_frozen = real_thermal_metrics(base, processor, thermal) if thermal else None
+    real_frozen = real_thermal_metrics(base, processor, thermal, aligner=aligner) if thermal else None
 
     options = {**EXPERIMENT_TRAINING, **(training or {})}
     config = load_config(
@@ -251,7 +264,7 @@ def run_experiment(
     adapted_model.eval()
     adapted = evaluate_protocol_files(adapted_model, processor, protocol, progress=progress)
     adapted["att_all_pairs"] = att_all_pairs(adapted_model, processor, protocol.root)
-    real_adapted = real_thermal_metrics(adapted_model, processor, thermal) if thermal else None
+    real_adapted = real_thermal_metrics(adapted_model, processor, thermal, aligner=aligner) if thermal else None
 
     splits = list(protocol.splits.values())
     t = trained.report

@@ -78,6 +78,11 @@ def test_verify_folder_summary(xxs_folder, assets, tmp_path, capsys):
         (["embed", "/no/such/dir", "--model", "{tmp}", "--output", "{tmp}/e.npz"], "does not exist"),
         (["verify", "/no/a.png", "/no/b.png", "--model", "{tmp}"], "does not exist"),
         (["verify-folder", "{tmp}", "--model", "{tmp}"], "one sub-folder of images per person"),
+        (["embed", "{tmp}", "--model", "{tmp}", "--output", "{tmp}/e.npz", "--spectrum", "nir"], "needs --detector"),
+        (
+            ["experiment", "--model", "{tmp}", "--att", "{tmp}", "--output", "{tmp}/out", "--detector", "{tmp}"],
+            "give --thermal",
+        ),
     ],
 )
 def test_errors_are_one_sentence_and_exit_non_zero(argv, message, tmp_path, capsys):

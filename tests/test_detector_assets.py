@@ -24,12 +24,14 @@ from hfr_hf.alignment import FaceAligner
 from hfr_hf.alignment.detector_training import find_images, label_faces
 from hfr_hf.evaluation import eer, identification_metrics, probe_gallery_scores
 from hfr_hf.evaluation.detection import (
+    face_check_rates,
     face_region_box,
     false_detections,
     landmark_plausibility,
     non_face_images,
     render_landmark_errors,
 )
+from hfr_hf.evaluation.real_thermal import real_thermal_metrics
 from hfr_hf.inference import embed_images, load_model
 
 from .conftest import HELD_OUT
@@ -134,3 +136,63 @@ def test_visible_spectrum_is_mtcnn_unchanged(assets, reduced_detector):
     chosen = FaceAligner(spectrum="visible", detector_weights=reduced_detector).detect_and_align(photos)
     for a, b in zip(plain, chosen):
         np.testing.assert_array_equal(a[0].landmarks, b[0].landmarks)
+
+
+@pytest.fixture(scope="module")
+def non_face_crops():
+    """The face-free images resized to crops, as an upload taken for an aligned crop would be."""
+    return [np.asarray(Image.fromarray(image).convert("RGB").resize((112, 112))) for image in non_face_images(40)[0]]
+
+
+def test_face_check_follows_the_spectrum(puj_results, thermal, reduced_detector, non_face_crops):
+    """Detector-aligned thermal crops pass the cross-spectral detector's face check, which MTCNN's refuses; the
+    face-free images pass neither (the check guards `hfr-hf verify` and the Space against scoring no face)."""
+    _, _, results = puj_results
+    crops = [r[0].crop for r in results if not isinstance(r, Exception)][::2]
+    auto = FaceAligner(spectrum="auto", detector_weights=reduced_detector)
+    assert face_check_rates(FaceAligner(), crops)["rate"] <= 0.2
+    assert face_check_rates(thermal, crops)["rate"] >= 0.95
+    assert face_check_rates(auto, crops)["rate"] >= 0.95
+    for aligner in (thermal, auto):
+        assert face_check_rates(aligner, non_face_crops)["passed"] == 0
+
+
+def test_verify_judges_thermal_crops_with_the_thermal_detector(
+    puj_results, thermal, reduced_detector, xxs_folder, tmp_path, capsys
+):
+    from hfr_hf.cli import main
+
+    files, _, results = puj_results
+    visible = FaceAligner()
+    crops = {}
+    for f, r in zip(files, results):  # two crops of one person that MTCNN's O-Net does not take for faces
+        if (
+            not isinstance(r, Exception)
+            and visible.face_score(r[0].crop) < 0.5
+            and thermal.face_score(r[0].crop) >= 0.5
+        ):
+            crops.setdefault(f.name[:3], []).append(r[0].crop)
+    person, (a, b) = next((p, c[:2]) for p, c in crops.items() if len(c) >= 2)
+    paths = [tmp_path / f"{person}_{i}.png" for i in (1, 2)]
+    for path, crop in zip(paths, (a, b)):
+        Image.fromarray(crop).save(path)
+    args = ["verify", *map(str, paths), "--model", str(xxs_folder), "--json"]
+    assert main(args) == 1
+    assert "--spectrum thermal" in capsys.readouterr().err  # the refusal says how to judge a thermal crop
+    assert main([*args, "--spectrum", "thermal", "--detector", str(reduced_detector)]) == 0
+    import json
+
+    assert -1.0 <= json.loads(capsys.readouterr().out)["cosine"] <= 1.0
+
+
+def test_real_thermal_measures_with_detector_alignment(assets, thermal, xxs_folder):
+    model, processor = load_model(xxs_folder)
+    measures = real_thermal_metrics(model, processor, assets / "thermal", aligner=thermal)
+    alignment = measures["alignment"]
+    assert alignment["spectrum"] == "thermal" and alignment["detector"] == str(thermal.detector_weights)
+    assert alignment["aligned"] + alignment["resized"] == measures["images"]
+    assert alignment["aligned"] >= 0.9 * measures["images"]
+    resized = real_thermal_metrics(model, processor, assets / "thermal")
+    assert "alignment" not in resized and measures["puj_t360"]["eer"] != resized["puj_t360"]["eer"]
+    for camera in ("puj_t360", "puj_fone"):
+        assert measures[camera]["rank1"] > 0.5 and measures[camera]["eer"] < 0.3  # thermal→thermal works

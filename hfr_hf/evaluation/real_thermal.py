@@ -7,7 +7,9 @@ On the measuring people of the PUJ split only (`hfr_hf.data.puj`, `test`, never 
 - across cameras, every PUJ-FONE image as a probe against a PUJ-T360 gallery of all the person's T360 images
   (rank-1, rank-5), and verification over all FONE × T360 pairs.
 
-The PUJ images are registered face crops (206×240), so they are resized, not aligned (`align="never"`).
+The PUJ images are registered face crops (206×240), so they are resized, not aligned (`align="never"`), unless an
+aligner is given (the cross-spectral detector, `FaceAligner(spectrum="thermal", ...)`): then each image's detected
+face is aligned, and the images where it finds none are resized as before (counted in `alignment`).
 [`write_puj_protocols`] writes the same lists as CSV files for `hfr-hf evaluate`.
 """
 
@@ -22,7 +24,7 @@ from .identification import identification_metrics
 from .protocols import write_identification_protocol, write_verification_protocol
 from .verification import all_pairs_scores, verification_metrics
 
-__all__ = ["REAL_THERMAL_FARS", "real_thermal_metrics", "real_thermal_protocols", "write_puj_protocols"]
+__all__ = ["REAL_THERMAL_FARS", "aligned_or_resized", "real_thermal_metrics", "real_thermal_protocols", "write_puj_protocols"]
 
 REAL_THERMAL_FARS = (1e-2, 1e-3)
 GALLERY_IMAGES = 2  # per person and camera; the rest of the person's images are probes
@@ -95,21 +97,31 @@ def _verification(genuine, impostor) -> dict:
 
 
 def real_thermal_metrics(
-    model, processor, root: str | os.PathLike, split: str | None = "test", batch_size: int = 64, progress=False
+    model,
+    processor,
+    root: str | os.PathLike,
+    split: str | None = "test",
+    batch_size: int = 64,
+    progress=False,
+    aligner=None,
 ) -> dict:
     """
     `{"puj_t360": {...}, "puj_fone": {...}, "cross": {...}, "people": n}` for `model` on the PUJ people of `split`
     under `root` (the folder holding `puj_t360/` and `puj_fone/`): per camera verification (all pairs) plus
     identification rank-1; across cameras rank-1 / rank-5 of FONE probes in the T360 gallery and the EER of all
-    FONE × T360 pairs. Every image is embedded once.
+    FONE × T360 pairs. Every image is embedded once: resized, or aligned by `aligner` where it finds a face
+    (`"alignment"` then counts them).
     """
     from ..data.puj import puj_images
     from ..inference import embed_images
 
     images = puj_images(root, _people(split))
     files = [p for people in images.values() for paths in people.values() for p in paths]
-    vectors = dict(zip(files, embed_images(model, processor, files, batch_size, progress=progress, align="never")))
+    inputs, alignment = aligned_or_resized(files, aligner) if aligner is not None else (files, None)
+    vectors = dict(zip(files, embed_images(model, processor, inputs, batch_size, progress=progress, align="never")))
     out: dict = {"people": len(set(images["puj_t360"]) | set(images["puj_fone"])), "images": len(files)}
+    if alignment:
+        out["alignment"] = alignment
     protocols = real_thermal_protocols(root, split)
     for camera, people in images.items():
         paths = [p for ps in people.values() for p in ps]
@@ -127,6 +139,21 @@ def real_thermal_metrics(
         **_identification(protocols["cross_identification"]["rows"], vectors),
     }
     return out
+
+
+def aligned_or_resized(files: list[Path], aligner) -> tuple[list, dict]:
+    """Each file's face crop aligned by `aligner` where it finds one, else the file itself (resized when
+    embedded), and how many were aligned."""
+    results = aligner.detect_and_align(list(files))
+    inputs = [file if isinstance(found, Exception) else found[0].crop for file, found in zip(files, results)]
+    aligned = sum(not isinstance(found, Exception) for found in results)
+    spectrum = getattr(aligner, "spectrum", None)
+    return inputs, {
+        "spectrum": spectrum,
+        "detector": str(getattr(aligner, "detector_weights", None) or ""),
+        "aligned": aligned,
+        "resized": len(files) - aligned,
+    }
 
 
 def _identification(rows: list[tuple], vectors: dict) -> dict:
