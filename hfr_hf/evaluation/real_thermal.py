@@ -24,7 +24,13 @@ from .identification import identification_metrics
 from .protocols import write_identification_protocol, write_verification_protocol
 from .verification import all_pairs_scores, verification_metrics
 
-__all__ = ["REAL_THERMAL_FARS", "aligned_or_resized", "real_thermal_metrics", "real_thermal_protocols", "write_puj_protocols"]
+__all__ = [
+    "REAL_THERMAL_FARS",
+    "aligned_or_resized",
+    "real_thermal_metrics",
+    "real_thermal_protocols",
+    "write_puj_protocols",
+]
 
 REAL_THERMAL_FARS = (1e-2, 1e-3)
 GALLERY_IMAGES = 2  # per person and camera; the rest of the person's images are probes
