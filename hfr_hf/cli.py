@@ -75,6 +75,8 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "networks": tuple(args.networks) if args.networks else None,
         "exclude": tuple(args.exclude),
+        "negative_photos": tuple(args.negatives),
+        "landmark_weight": args.landmark_weight,
     }
     config = dataclasses.replace(DetectorTrainingConfig(), **{k: v for k, v in options.items() if v is not None})
     report = train_detector(args.images, args.output, config)
@@ -785,6 +787,14 @@ def build_parser() -> argparse.ArgumentParser:
     train_detector.add_argument(
         "--exclude", action="append", default=[], help="glob of images kept out of training (repeatable)"
     )
+    train_detector.add_argument(
+        "--negatives",
+        action="append",
+        default=[],
+        help="folder of face-free photos cut into face-free scenes and backgrounds (repeatable; "
+        "scripts/face_free_photos.py writes scikit-image's)",
+    )
+    train_detector.add_argument("--landmark-weight", type=float, help="weight of O-Net's landmark loss (default 1)")
     train_detector.add_argument("--renders-per-image", type=int, help="scenes rendered from each photo")
     train_detector.add_argument("--negative-scenes", type=int, help="face-free scenes among the renders")
     train_detector.add_argument("--epochs", type=int, help="passes over the samples, per network")

@@ -23,6 +23,7 @@ from hfr_hf.alignment.detector_training import (
     compose_scene,
     find_images,
     label_faces,
+    negative_scene,
     render_frame,
     train_detector,
 )
@@ -165,11 +166,21 @@ def test_cli_train_detector_then_align_thermal(assets, tmp_path, capsys):
         "1",
         "--networks",
         "onet",
+        "--negatives",
+        str(tmp_path / "face_free"),
+        "--landmark-weight",
+        "2",
     ]
+    (tmp_path / "face_free").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(tmp_path / f"face_free/{i}.png")
     assert main(argv) == 0
     assert "Detector saved to" in capsys.readouterr().out
     report = json.loads((tmp_path / "det/report.json").read_text())
     assert list(report["networks"]) == ["onet"]
+    config = report["config"]
+    assert config["landmark_weight"] == 2 and config["training_data"]["face_free_photos"] == 2
     thermal = tmp_path / "thermal"
     thermal.mkdir()
     for path in sorted((assets / "thermal/puj_t360/GalleryPristine").glob("*.tiff"))[:3]:
@@ -180,6 +191,20 @@ def test_cli_train_detector_then_align_thermal(assets, tmp_path, capsys):
     )
     assert code in (0, 3)  # 3: some images failed, reported one sentence each
     assert "broken.tiff" in capsys.readouterr().err
+
+
+def test_face_free_photos_give_face_free_scenes_and_backgrounds():
+    rng = np.random.default_rng(0)
+    photo = np.zeros((200, 300, 3), np.uint8)
+    photo[..., 0] = np.arange(300, dtype=np.uint8)[None, :] % 251  # a gradient: windows differ by place
+    photo[..., 2] = 77  # a channel no synthetic scene has constant
+    scenes = [negative_scene(rng, 60, 90, [photo]) for _ in range(40)]
+    assert all(scene.shape == (60, 90, 3) and scene.dtype == np.uint8 for scene in scenes)
+    from_photo = [scene for scene in scenes if (scene[..., 1] == 0).all() and (scene[..., 2] == 77).all()]
+    assert 10 <= len(from_photo) <= 30  # about half
+    assert len({int(scene[..., 0].mean()) for scene in from_photo}) > 3  # random windows
+    plain = [negative_scene(np.random.default_rng(0), 60, 90) for _ in range(5)]
+    assert not any((scene[..., 2] == 77).all() for scene in plain)
 
 
 def test_cli_train_detector_bad_folder(tmp_path, capsys):

@@ -74,6 +74,14 @@ class DetectorTrainingConfig:
         default=(4, 3, 9), metadata={"help": "positive, part and negative windows cut from each scene"}
     )
     negative_scenes: int = field(default=300, metadata={"help": "face-free scenes (blank, noise, textures)"})
+    negative_photos: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "folders of face-free photos: half the face-free scenes and pasted-face backgrounds are cut "
+            "from them (natural textures that synthetic ones miss)"
+        },
+    )
+    landmark_weight: float = field(default=1.0, metadata={"help": "weight of O-Net's landmark loss"})
     spectra: dict = field(
         default_factory=lambda: {"thermal": 0.6, "nir": 0.25, "visible": 0.15},
         metadata={"help": "share of each spectrum among the renders"},
@@ -199,8 +207,16 @@ def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return out / max(float(out.max()), 1e-6)
 
 
-def negative_scene(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A face-free (H, W, 3) uint8 visible-like scene: blank, noise, a texture, in grey or colour."""
+def negative_scene(rng: np.random.Generator, height: int, width: int, photos: Sequence[np.ndarray] = ()) -> np.ndarray:
+    """A face-free (H, W, 3) uint8 visible-like scene: blank, noise, a texture, in grey or colour; or, half of the
+    time when face-free `photos` are given, a random window of one of them (10-100 % of its side), resized."""
+    if len(photos) and rng.random() < 0.5:
+        photo = photos[int(rng.integers(len(photos)))]
+        side = min(photo.shape[:2]) * rng.uniform(0.1, 1.0)
+        h, w = max(8, int(side * min(1.0, height / width))), max(8, int(side * min(1.0, width / height)))
+        y, x = int(rng.integers(0, photo.shape[0] - h + 1)), int(rng.integers(0, photo.shape[1] - w + 1))
+        window = photo[y : y + h, x : x + w]
+        return cv2.resize(window, (width, height), interpolation=cv2.INTER_AREA if h > height else cv2.INTER_LINEAR)
     kind = rng.choice(["blank", "noise", "texture", "texture", "texture"])
     if kind == "blank":
         grey = np.full((height, width), rng.uniform(0, 1), np.float32)
@@ -225,7 +241,9 @@ def _head_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.GaussianBlur(mask, (0, 0), max(iod * 0.12, 1.0))
 
 
-def compose_scene(face: LabelledFace, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def compose_scene(
+    face: LabelledFace, rng: np.random.Generator, photos: Sequence[np.ndarray] = ()
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A visible scene made from one labelled photo, with the face's box and landmarks in scene pixels: the
     whole frame (cropped at random), a tight crop (the face fills 45-100 % of the frame's side) or the face
     pasted on a synthetic background at a random scale and place; flipped half of the time."""
@@ -265,7 +283,7 @@ def compose_scene(face: LabelledFace, rng: np.random.Generator) -> tuple[np.ndar
     points = points * scale + matrix[:, 2]
     box = np.array([box[0], box[1], box[2], box[3]]) * scale + np.tile(matrix[:, 2], 2)
     if mode == "paste":
-        background = negative_scene(rng, out_h, out_w)
+        background = negative_scene(rng, out_h, out_w, photos)
         mask = _head_mask(points, (out_h, out_w))[..., None]
         scene = (scene * mask + background * (1 - mask)).astype(np.uint8)
     if rng.random() < 0.5:
@@ -511,7 +529,7 @@ class SceneSampler:
 # ------------------------------------------------------------------------------------------------ training
 
 
-def _losses(name: str, net, crops, labels, offsets, points):
+def _losses(name: str, net, crops, labels, offsets, points, landmark_weight: float = 1.0):
     """MTCNN's three losses on a batch: face/not-face (positives and negatives), box offsets (positives and
     parts), landmarks (positives and parts, O-Net only)."""
     x = (crops.float() - 127.5) / 128.0
@@ -528,7 +546,7 @@ def _losses(name: str, net, crops, labels, offsets, points):
     parts = {"cls": float(cls.detach()), "box": float(reg.detach())}
     if name == "onet":
         lmk = F.mse_loss(outputs[1][face], points[face]) if face.any() else prob.sum() * 0
-        total = total + 1.0 * lmk
+        total = total + landmark_weight * lmk
         parts["landmarks"] = float(lmk.detach())
     return total, parts
 
@@ -550,7 +568,9 @@ def _fit(name: str, net, data, config: DetectorTrainingConfig, generator: torch.
         sums: dict[str, float] = {}
         for start in range(0, len(order), config.batch_size):
             index = order[start : start + config.batch_size]
-            loss, parts = _losses(name, net, crops[index], labels[index], offsets[index], points[index])
+            loss, parts = _losses(
+                name, net, crops[index], labels[index], offsets[index], points[index], config.landmark_weight
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -583,7 +603,9 @@ def landmark_error(found: np.ndarray, expected: np.ndarray) -> float:
     return float(np.linalg.norm(found - expected, axis=1).mean() / iod)
 
 
-def _render_samples(faces, sampler, config, rng, renders: int, negatives: int, progress: bool, desc: str):
+def _render_samples(
+    faces, sampler, config, rng, renders: int, negatives: int, progress: bool, desc: str, photos: Sequence = ()
+):
     """Render scenes and cut samples; returns per-size tensors and the spectra drawn."""
     from tqdm.auto import tqdm
 
@@ -597,10 +619,10 @@ def _render_samples(faces, sampler, config, rng, renders: int, negatives: int, p
     for face, _ in tqdm(jobs, desc=desc, disable=not progress, leave=False):
         spectrum = spectra[int(rng.choice(len(spectra), p=weights / weights.sum()))]
         if face is None:
-            scene = negative_scene(rng, int(rng.integers(48, 361)), int(rng.integers(48, 481)))
+            scene = negative_scene(rng, int(rng.integers(48, 361)), int(rng.integers(48, 481)), photos)
             box = points_ = None
         else:
-            scene, box, points_ = compose_scene(face, rng)
+            scene, box, points_ = compose_scene(face, rng, photos)
         frame = render_frame(scene, points_, spectrum, rng, renderer)
         crops, lab, off, pts = sampler(frame, box, points_, rng)
         for size in sampler.sizes:
@@ -647,6 +669,7 @@ def train_detector(
     held = set(rng.permutation(identities)[: max(1, int(round(len(identities) * validation_share)))].tolist())
     train_faces = [f for f in faces if _identity(f.path) not in held]
     val_faces = [f for f in faces if _identity(f.path) in held] or faces[:1]
+    photos = _face_free_photos(config.negative_photos)
     sampler = SceneSampler(visible, config.networks, config.samples_per_scene)
     train = _render_samples(
         train_faces,
@@ -657,6 +680,7 @@ def train_detector(
         config.negative_scenes,
         progress,
         "rendering scenes",
+        photos,
     )
     val = _render_samples(
         val_faces, sampler, config, rng, 2, max(10, config.negative_scenes // 10), progress, "rendering held-out scenes"
@@ -687,6 +711,7 @@ def train_detector(
         "photos_labelled": len(faces),
         "photos_skipped": len(skipped),
         "held_out_identities": sorted(held),
+        "face_free_photos": len(photos),
         "note": "renders of visible photos (labels from the visible MTCNN); no real thermal or NIR images",
     }
     save_detector(detector, output, saved)
@@ -703,6 +728,18 @@ def train_detector(
     }
     (output / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _face_free_photos(folders: Sequence[str | os.PathLike]) -> list[np.ndarray]:
+    """The face-free photos under `folders` as RGB uint8 arrays (none without folders)."""
+    if not folders:
+        return []
+    from ..images import load_image
+
+    paths = find_images(folders)
+    if not paths:
+        raise ValueError(f"No face-free photos were found under {', '.join(map(str, folders))}.")
+    return [np.asarray(load_image(path).convert("RGB")) for path in paths]
 
 
 def _identity(path: str) -> str:
