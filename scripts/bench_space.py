@@ -7,9 +7,9 @@ client, with the split that the app reports in its answer: detection + alignment
 uploads, queue, pre/post-processing). The photos are two deepface photos of one person, fitted into 640×480 (grey borders, aspect kept).
 
 With `--task identify`, enrols `--gallery` AT&T faces (one per person, s1/1.pgm, s2/1.pgm, ...) once through the
-page's `/enrol`, then sends identify requests with other images of those people (sN/6.pgm), and also times the
-engine's `identify` alone in this process (embedding + ranking, after the probe's alignment): the part that the
-gallery enrolled once changes.
+page's `/enrol`, then sends identify requests with other images of those people (sN/6.pgm); before that, in this
+process, it times the ranking alone (after the probe's alignment), the part that the gallery enrolled once changes:
+`engine.identify` interleaved with the per-request baseline (probe and every gallery crop embedded each time).
 
     python scripts/bench_space.py [--assets ../shared/assets] [--model runs/edgeface-xxs] [--requests 30]
     python scripts/bench_space.py --task identify --gallery 20 [--threads 1]
