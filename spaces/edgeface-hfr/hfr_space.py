@@ -365,8 +365,8 @@ class EnrolledGallery(Sequence[GalleryEntry]):
     enrolment. Nothing changes afterwards, so concurrent requests of one session only read it.
 
     The galleries are held in memory, in the visitor's `gr.State`, rather than in a folder per session: a Space's
-    disk is ephemeral anyway, 50 images are about 100 KB of embeddings per network, and nothing is left to clean
-    up when a session ends or the process dies."""
+    disk is ephemeral anyway, 50 images are 100 KB of embeddings per network (twice that with the index), and
+    nothing is left to clean up when a session ends or the process dies."""
 
     def __init__(self, entries: Sequence[GalleryEntry], galleries: dict[str | None, Gallery]) -> None:
         self.entries = list(entries)
