@@ -95,6 +95,21 @@ def test_add_and_remove_people(tmp_path):
         shrunk.remove(["nobody"])
 
 
+def test_an_in_memory_gallery_searches_like_one_on_disk_and_writes_nothing(tmp_path, monkeypatch):
+    on_disk, vectors, ids = random_gallery(tmp_path / "g")
+    monkeypatch.chdir(tmp_path / "g")  # anything written relative to the working folder would land here
+    before = sorted(p.name for p in Path.cwd().rglob("*"))
+    memory = Gallery.in_memory(FP, vectors.shape[1]).add(ids, [f"img{i}.png" for i in range(len(ids))], vectors, FP)
+    probes = vectors + np.random.default_rng(1).normal(scale=0.3, size=vectors.shape).astype(np.float32)
+    assert memory.search(probes, FP, top_k=5) == on_disk.search(probes, FP, top_k=5)
+    shrunk = memory.remove(["p0"])
+    assert memory.path is None and shrunk.path is None and set(shrunk.identities()) == {"p1", "p2", "p3", "p4"}
+    assert shrunk.calibrate(probes[:3], FP, fpir=0.5) == shrunk.threshold()
+    assert sorted(p.name for p in Path.cwd().rglob("*")) == before
+    with pytest.raises(GalleryError, match="The gallery in memory was enrolled with another model"):
+        memory.search(probes, {"model": "x" * 64, "adapter": ""})
+
+
 def test_mean_fusion_averages_each_persons_images(tmp_path):
     gallery, vectors, _ = random_gallery(tmp_path / "g")
     probe = vectors[:1]

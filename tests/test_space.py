@@ -267,6 +267,77 @@ def test_identification_ranks_the_right_person_first(engine, assets):
     assert matches[-1].images == 1 and {m.name: m.images for m in matches}["s3"] == 2
 
 
+def counted_embeddings(engine, monkeypatch) -> list[tuple[int, str]]:
+    """(number of crops, spectrum) of every call of the engine's embedding, from now on."""
+    calls, embed = [], engine.embed
+
+    def counted(crops, spectrum):
+        calls.append((len(crops), spectrum))
+        return embed(crops, spectrum)
+
+    monkeypatch.setattr(engine, "embed", counted)
+    return calls
+
+
+def per_request_ranking(engine, gallery, probe, spectrum) -> list[tuple[str, float]]:
+    """Identify as the Space did before it kept a gallery: the probe and every enrolled crop embedded together by
+    the probe spectrum's network, each person ranked by the best of their images' scores."""
+    embeddings = engine.embed([probe.crop, *(entry.crop for entry in gallery)], spectrum)
+    best: dict[str, float] = {}
+    for entry, score in zip(gallery, embeddings[1:] @ embeddings[0]):
+        best[entry.name] = max(best.get(entry.name, -1.0), float(score))
+    return sorted(best.items(), key=lambda item: -item[1])
+
+
+def test_identify_embeds_only_the_probe_and_ranks_as_embedding_everything_per_request(engine, assets, monkeypatch):
+    att = assets / "faces/att"
+    calls = counted_embeddings(engine, monkeypatch)
+    people = [f"s{i}" for i in range(1, 9)]
+    gallery, _ = engine.enrol([att / p / f"{n}.pgm" for p in people for n in (1, 2)], [p for p in people for _ in "12"])
+    assert calls == [(16, "vis")]  # one network serves every spectrum here: one batch, at enrolment
+    probes = {person: engine.align(att / person / "7.pgm") for person in ("s2", "s5")}
+    results = {}
+    for (person, probe), spectrum in zip(probes.items(), ("vis", "nir")):
+        calls.clear()
+        results[person] = engine.identify(gallery, probe, spectrum)
+        assert calls == [(1, spectrum)]  # the probe alone; the gallery is not embedded again
+    for (person, probe), spectrum in zip(probes.items(), ("vis", "nir")):
+        matches, threshold = results[person]
+        expected = per_request_ranking(engine, gallery, probe, spectrum)
+        assert [m.name for m in matches] == [name for name, _ in expected] and matches[0].name == person
+        np.testing.assert_allclose([m.score for m in matches], [score for _, score in expected], atol=1e-5)
+        assert [m.accepted for m in matches] == [score >= threshold.value for _, score in expected]
+        assert {m.images for m in matches} == {2} and [m.rank for m in matches] == list(range(1, 9))
+
+
+def test_a_thermal_probe_searches_the_gallery_its_own_network_enrolled(thermal_engine, assets, monkeypatch):
+    att = assets / "faces/att"
+    calls = counted_embeddings(thermal_engine, monkeypatch)
+    people = [f"s{i}" for i in range(1, 7)]
+    gallery, _ = thermal_engine.enrol([att / p / "1.pgm" for p in people], people)
+    assert calls == [(6, "vis"), (6, "thermal")]  # base model and thermal adapter, each once
+    assert gallery.galleries[None].fingerprint != gallery.galleries["thermal"].fingerprint
+    probe = thermal_engine.align(att / "s4/5.pgm")
+    scores, thresholds = {}, {}
+    for spectrum in ("vis", "thermal", "vis"):
+        calls.clear()
+        matches, threshold = thermal_engine.identify(gallery, probe, spectrum, "1e-3")
+        assert calls == [(1, spectrum)]
+        expected = per_request_ranking(thermal_engine, gallery, probe, spectrum)
+        assert [m.name for m in matches] == [name for name, _ in expected]
+        np.testing.assert_allclose([m.score for m in matches], [score for _, score in expected], atol=1e-5)
+        scores[spectrum], thresholds[spectrum] = {m.name: m.score for m in matches}, threshold.value
+    assert thresholds == {"vis": FALLBACK_THRESHOLDS["1e-3"], "thermal": 0.3}  # each network's own calibration
+    assert abs(scores["thermal"]["s4"] - scores["vis"]["s4"]) > 1e-3  # the other network scored the thermal probe
+
+
+def test_identify_on_an_empty_gallery_says_enrol_first(engine, assets):
+    probe = engine.align(assets / "faces/att/s1/1.pgm")
+    for empty in ([], hfr_space.EnrolledGallery([], {})):
+        with pytest.raises(SpaceError, match="The gallery is empty: enrol some images first."):
+            engine.identify(empty, probe)
+
+
 def test_enrolment_skips_bad_images_with_reasons(engine, assets, tmp_path):
     (tmp_path / "bob_1.txt").write_text("not an image")
     entries, skipped = engine.enrol([assets / "faces/deepface/img25.jpg", tmp_path / "bob_1.txt"])
@@ -278,23 +349,37 @@ def test_enrolment_skips_bad_images_with_reasons(engine, assets, tmp_path):
         engine.enrol([assets / "faces/deepface/img25.jpg"], ["a", "b", "c"])
 
 
-def test_spectrum_adapters_switch_per_probe_and_bring_their_thresholds(xxs_folder, assets, tmp_path, one_torch_thread):
+@pytest.fixture(scope="module")
+def thermal_adapter(xxs_folder, tmp_path_factory, one_torch_thread):
+    """A visibly different thermal adapter (its LayerNorm copies rescaled), its report.json beside it as training
+    writes it: thresholds 0.2 / 0.3 for thermal probes."""
     import torch
 
     from hfr_hf.adapters import add_adapter, save_adapter
     from hfr_hf.inference import load_model
 
+    run = tmp_path_factory.mktemp("thermal-run")
     model, _ = load_model(xxs_folder)
     adapted = add_adapter(model, "ln", adapter_name="thermal")
-    with torch.no_grad():  # a visibly different adapter: its LayerNorm copies rescaled
+    with torch.no_grad():
         for name, parameter in adapted.named_parameters():
             if "ln_tuning_layers.thermal" in name and name.endswith("weight"):
                 parameter.mul_(1.5)
-    save_adapter(adapted, tmp_path / "thermal-run/adapter")
-    report = {"thresholds": {"thermal": {"1e-2": 0.2, "1e-3": 0.3}}}
-    (tmp_path / "thermal-run/report.json").write_text(json.dumps(report))  # beside the adapter, as training writes
+    save_adapter(adapted, run / "adapter")
+    (run / "report.json").write_text(json.dumps({"thresholds": {"thermal": {"1e-2": 0.2, "1e-3": 0.3}}}))
+    return run / "adapter"
 
-    engine = FaceEngine(xxs_folder, adapters=f"thermal={tmp_path / 'thermal-run/adapter'}")
+
+@pytest.fixture(scope="module")
+def thermal_engine(xxs_folder, thermal_adapter):
+    """The base model for visible and NIR probes, the thermal adapter for thermal ones."""
+    return FaceEngine(xxs_folder, adapters=f"thermal={thermal_adapter}")
+
+
+def test_spectrum_adapters_switch_per_probe_and_bring_their_thresholds(
+    xxs_folder, thermal_adapter, thermal_engine, assets
+):
+    engine = thermal_engine
     crop = engine.align(assets / "faces/att/s1/1.pgm").crop
     base, thermal = engine.embed([crop], "vis"), engine.embed([crop], "thermal")
     assert float(base[0] @ thermal[0]) < 0.999  # another network served the thermal probe
@@ -305,7 +390,7 @@ def test_spectrum_adapters_switch_per_probe_and_bring_their_thresholds(xxs_folde
         "serves thermal probes" in engine.describe() and "Visible, NIR probes use the base model" in engine.describe()
     )
 
-    everywhere = FaceEngine(xxs_folder, adapters=str(tmp_path / "thermal-run/adapter"))
+    everywhere = FaceEngine(xxs_folder, adapters=str(thermal_adapter))
     np.testing.assert_allclose(everywhere.embed([crop], "vis"), thermal, atol=1e-6)  # one network for all spectra
 
 

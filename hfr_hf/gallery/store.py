@@ -10,7 +10,8 @@ Layout of a gallery folder:
 
 Every change writes a whole new version folder beside the current one (as `.tmp-vNNNNNN`, renamed when
 complete) and only then replaces the pointer, so a process killed mid-enrolment leaves the previous version as
-the gallery; leftovers are cleared at the next change.
+the gallery; leftovers are cleared at the next change. `Gallery.in_memory` makes the same gallery without a
+folder, for galleries that should not outlive their process (a Space visitor's).
 """
 
 from __future__ import annotations
@@ -109,9 +110,10 @@ def _read_json(path: Path, what: str) -> dict:
 
 class Gallery:
     """Enrolled faces with their embeddings; search them with `search`, change them with `add` / `remove` (each
-    change is a new version on disk). Open with `Gallery.open(path)`, make with `Gallery.create(...)`."""
+    change is a new version on disk). Open with `Gallery.open(path)`, make with `Gallery.create(...)`, or with
+    `Gallery.in_memory(...)` for one without a folder."""
 
-    def __init__(self, path: Path, version: str, records, index, meta: dict, calibration: dict | None):
+    def __init__(self, path: Path | None, version: str, records, index, meta: dict, calibration: dict | None):
         self.path, self.version, self.records, self.index = path, version, records, index
         self.meta, self.calibration = meta, calibration
 
@@ -135,6 +137,22 @@ class Gallery:
             raise GalleryError(f"{path} already holds a gallery; open it with Gallery.open to add to it.")
         if path.exists() and any(p for p in path.iterdir() if not p.name.startswith(TMP_PREFIX)):
             raise GalleryError(f"{path} is a folder with other files in it; give a new or empty folder for a gallery.")
+        empty = cls._empty(fingerprint, embedding_size, fusion, exact_limit, sources)
+        path.mkdir(parents=True, exist_ok=True)
+        return cls._commit(path, None, *empty)
+
+    @classmethod
+    def in_memory(
+        cls, fingerprint: dict, embedding_size: int, fusion: str = "max", exact_limit: int = EXACT_LIMIT
+    ) -> Gallery:
+        """An empty gallery that lives in this process only (`path` None): `add`, `remove` and `calibrate` return
+        or keep new versions in memory and write nothing. For short-lived galleries, such as a Space visitor's,
+        that a folder on disk would outlive."""
+        return cls._commit(None, None, *cls._empty(fingerprint, embedding_size, fusion, exact_limit, None))
+
+    @staticmethod
+    def _empty(fingerprint: dict, embedding_size: int, fusion: str, exact_limit: int, sources: dict | None):
+        """The records, index and meta of a gallery with nothing enrolled yet."""
         if fusion not in FUSIONS:
             raise GalleryError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}.")
         meta = {
@@ -149,8 +167,7 @@ class Gallery:
         }
         empty = {k: [] for k in ("identity", "path", "spectrum", "model", "adapter")}
         records = _records(empty, np.zeros((0, embedding_size), np.float32), _features(embedding_size))
-        path.mkdir(parents=True, exist_ok=True)
-        return cls._commit(path, None, records, build_index(np.zeros((0, embedding_size), np.float32), "flat"), meta)
+        return records, build_index(np.zeros((0, embedding_size), np.float32), "flat"), meta
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> Gallery:
@@ -195,9 +212,11 @@ class Gallery:
         )
 
     @classmethod
-    def _commit(cls, path: Path, current: str | None, records, index, meta: dict) -> Gallery:
+    def _commit(cls, path: Path | None, current: str | None, records, index, meta: dict) -> Gallery:
         number = int(current[1:]) + 1 if current else 0
         version = f"v{number:06d}"
+        if path is None:  # in memory: the new version is just a new object
+            return cls(None, version, records, index, meta, None)
         tmp = path / f"{TMP_PREFIX}{version}"
         shutil.rmtree(tmp, ignore_errors=True)
         with _quiet_datasets():
@@ -216,6 +235,11 @@ class Gallery:
 
     def __len__(self) -> int:
         return len(self.records)
+
+    @property
+    def where(self) -> str:
+        """The gallery's folder, or "in memory", for messages."""
+        return "in memory" if self.path is None else str(self.path)
 
     @functools.cached_property
     def _names(self) -> list[str]:
@@ -254,7 +278,7 @@ class Gallery:
         if ours != theirs:
             what = "model" if ours["model"] != theirs["model"] else "adapter"
             raise GalleryError(
-                f"The gallery {self.path} was enrolled with another {what} (fingerprint {ours[what][:12] or 'none'}, "
+                f"The gallery {self.where} was enrolled with another {what} (fingerprint {ours[what][:12] or 'none'}, "
                 f"these embeddings {theirs[what][:12] or 'none'}); embed with the gallery's model and adapter, or "
                 "enrol into a new gallery."
             )
@@ -318,7 +342,9 @@ class Gallery:
         known = self.identities()
         unknown = sorted(set(identities) - set(known))
         if unknown:
-            raise GalleryError(f"Not enrolled in {self.path}: {', '.join(unknown)}; see `hfr-hf gallery list`.")
+            raise GalleryError(
+                f"Not enrolled in the gallery {self.where}: {', '.join(unknown)}; see `hfr-hf gallery list`."
+            )
         drop = set(identities)
         keep = [i for i, name in enumerate(self._names) if name not in drop]
         records = self.records.select(keep)
@@ -338,7 +364,8 @@ class Gallery:
         ]
         threshold = threshold_at_far(best, fpir)
         self.calibration = {"fpir": fpir, "threshold": threshold, "stranger_scores": best}
-        write_json(self.path / self.version / "calibration.json", self.calibration)
+        if self.path is not None:
+            write_json(self.path / self.version / "calibration.json", self.calibration)
         return threshold
 
     def threshold(self, fpir: float | None = None) -> float | None:
@@ -348,7 +375,7 @@ class Gallery:
         if not self.calibration:
             if fpir is not None:
                 raise GalleryError(
-                    f"The gallery {self.path} has no open-set calibration; calibrate it on probes of people who are "
+                    f"The gallery {self.where} has no open-set calibration; calibrate it on probes of people who are "
                     "not enrolled first (`hfr-hf gallery calibrate`)."
                 )
             return None

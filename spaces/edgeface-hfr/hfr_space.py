@@ -1,5 +1,7 @@
 """The Space's logic without the page: load the model and its spectrum adapters, read and align uploads
 (detection, or clicked / typed landmarks), embed, score, decide at a calibrated threshold, enrol and identify.
+Enrolment embeds the gallery once per network the Space serves, into `hfr_hf.gallery` galleries held in memory;
+Identify embeds only the probe and searches the gallery of the probe's network.
 
 Every problem a visitor can cause (unreadable file, no face, bad landmarks, empty gallery) raises `SpaceError`
 with one readable sentence, which `app.py` shows in the page. Settings come from the environment:
@@ -31,11 +33,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
+
+if TYPE_CHECKING:
+    from hfr_hf.gallery import Gallery
 
 __all__ = [
     "DEFAULT_HUB_MODEL",
@@ -43,6 +48,7 @@ __all__ = [
     "FARS",
     "SPECTRA",
     "Calibration",
+    "EnrolledGallery",
     "FaceEngine",
     "GalleryEntry",
     "Match",
@@ -350,6 +356,27 @@ class GalleryEntry:
     name: str
     crop: np.ndarray
     how: str
+    source: str = ""  # the uploaded file's name, or "image N"
+
+
+class EnrolledGallery(Sequence[GalleryEntry]):
+    """A visitor's enrolled faces: their aligned crops (what the page shows), and their embeddings in one
+    `hfr_hf.gallery.Gallery` per network the Space serves (adapter name, None for the base model), made at
+    enrolment. Nothing changes afterwards, so concurrent requests of one session only read it.
+
+    The galleries are held in memory, in the visitor's `gr.State`, rather than in a folder per session: a Space's
+    disk is ephemeral anyway, 50 images are 100 KB of embeddings per network (twice that with the index), and
+    nothing is left to clean up when a session ends or the process dies."""
+
+    def __init__(self, entries: Sequence[GalleryEntry], galleries: dict[str | None, Gallery]) -> None:
+        self.entries = list(entries)
+        self.galleries = galleries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index):
+        return self.entries[index]
 
 
 @dataclass
@@ -394,12 +421,16 @@ class FaceEngine:
                 self.adapter_dirs[key] = folder
                 self.calibrations[key] = Calibration.from_folders([folder, folder.parent])
         self._lock = threading.Lock()  # the active adapter is model state shared by concurrent requests
+        # what each network's gallery is stamped with, and checked against at every search
+        self.fingerprints = {name: self._fingerprint(spectrum) for name, spectrum in self.networks().items()}
         self._warm_up()
 
     def _warm_up(self) -> None:
-        """Build the detector and run both networks once, at start-up rather than in the first request."""
+        """Build the detector, run every network once and make a gallery (importing datasets and FAISS), at start-up
+        rather than in the first request."""
         self.aligner.detect_and_align([np.zeros((240, 320, 3), np.uint8)])
-        self.embed([np.zeros((self.aligner.image_size, self.aligner.image_size, 3), np.uint8)], "vis")
+        blank = np.zeros((self.aligner.image_size, self.aligner.image_size, 3), np.uint8)
+        self.embed_gallery([GalleryEntry("warm-up", blank, "")])
 
     # -- which network serves a spectrum
 
@@ -408,6 +439,13 @@ class FaceEngine:
         if spectrum in self.adapter_dirs:
             return spectrum
         return ALL_SPECTRA if ALL_SPECTRA in self.adapter_dirs else None
+
+    def networks(self) -> dict[str | None, str]:
+        """The networks this Space serves (adapter name, None for the base model), each with a spectrum it serves."""
+        served: dict[str | None, str] = {}
+        for spectrum in SPECTRA.values():
+            served.setdefault(self.adapter_for(spectrum), spectrum)
+        return served
 
     def network_label(self, spectrum: str) -> str:
         name = self.adapter_for(spectrum)
@@ -428,6 +466,15 @@ class FaceEngine:
             else:
                 self.model.set_adapter(name)
                 yield self.model
+
+    def _fingerprint(self, spectrum: str) -> dict:
+        """The gallery fingerprint (base weights, adapter weights) of the network that serves `spectrum`."""
+        from hfr_hf.gallery import Embedder
+
+        with self._network(spectrum) as network:
+            fingerprint = Embedder(network, self.processor).fingerprint
+        # under disable_adapter PEFT still names the last active adapter, but the base network has none
+        return fingerprint if self.adapter_for(spectrum) is not None else {**fingerprint, "adapter": ""}
 
     def embed(self, crops: Sequence[np.ndarray], spectrum: str) -> np.ndarray:
         """(N, 512) L2-normalised embeddings of aligned crops, all through the network that serves `spectrum`
@@ -511,9 +558,10 @@ class FaceEngine:
             {"align_s": aligned - start, "embed_s": embedded - aligned},
         )
 
-    def enrol(self, images: Sequence[Any], names: Sequence[str] | None = None) -> tuple[list[GalleryEntry], list[str]]:
-        """Align gallery images (visible light). Names: one per image in order; missing ones come from the file
-        name (`alice_2.jpg` → `alice`). Returns the entries and one readable line per image that was skipped."""
+    def enrol(self, images: Sequence[Any], names: Sequence[str] | None = None) -> tuple[EnrolledGallery, list[str]]:
+        """Align gallery images (visible light) and embed them once per network (see `embed_gallery`). Names: one
+        per image in order; missing ones come from the file name (`alice_2.jpg` → `alice`). Returns the gallery and
+        one readable line per image that was skipped."""
         images = [i for i in images or [] if i is not None]
         if not images:
             raise SpaceError("Add at least one gallery image (one or more photos per person).")
@@ -531,29 +579,43 @@ class FaceEngine:
             except SpaceError as error:
                 skipped.append(f"{label}: {error}")
                 continue
-            entries.append(GalleryEntry(name, face.crop, face.how))
+            entries.append(GalleryEntry(name, face.crop, face.how, label))
         if not entries:
             raise SpaceError("No gallery image could be used: " + " ".join(skipped))
-        return entries, skipped
+        return self.embed_gallery(entries), skipped
+
+    def embed_gallery(self, entries: Sequence[GalleryEntry]) -> EnrolledGallery:
+        """The entries' crops embedded by every network this Space serves, each into an in-memory gallery."""
+        from hfr_hf.gallery import Gallery
+
+        names, sources = [e.name for e in entries], [e.source or e.name for e in entries]
+        galleries = {}
+        for network, spectrum in self.networks().items():
+            vectors = self.embed([e.crop for e in entries], spectrum)
+            fingerprint = self.fingerprints[network]
+            empty = Gallery.in_memory(fingerprint, vectors.shape[1], fusion="max")
+            galleries[network] = empty.add(names, sources, vectors, fingerprint, spectrum="visible")
+        return EnrolledGallery(entries, galleries)
 
     def identify(
-        self, gallery: Sequence[GalleryEntry], probe: AlignedInput, spectrum: str = "vis", far: str = "1e-2"
+        self, gallery: EnrolledGallery, probe: AlignedInput, spectrum: str = "vis", far: str = "1e-2"
     ) -> tuple[list[Match], Threshold]:
-        """Rank the gallery identities by their best score against the probe (max over each person's images)."""
+        """Rank the enrolled people by their best score against the probe (max over each person's images): the
+        probe alone is embedded, and searched in the gallery that the network serving `spectrum` enrolled."""
         _check_choice(spectrum, SPECTRA.values(), "spectrum")
         _check_choice(far, FARS.values(), "FAR")
         if not gallery:
             raise SpaceError("The gallery is empty: enrol some images first.")
-        embeddings = self.embed([probe.crop, *(entry.crop for entry in gallery)], spectrum)
-        scores = embeddings[1:] @ embeddings[0]
-        threshold = self.threshold(spectrum, far)
-        best: dict[str, list[float]] = {}
-        for entry, score in zip(gallery, scores):
-            best.setdefault(entry.name, []).append(float(score))
-        ranked = sorted(best.items(), key=lambda item: -max(item[1]))
+        if not isinstance(gallery, EnrolledGallery):
+            raise TypeError(f"identify takes the EnrolledGallery that enrol returns, not {type(gallery).__name__}.")
+        network = self.adapter_for(spectrum)
+        store, threshold = gallery.galleries[network], self.threshold(spectrum, far)
+        people = store.identities()
+        probe_vector = self.embed([probe.crop], spectrum)
+        found = store.search(probe_vector, self.fingerprints[network], len(people), "max", threshold.value)[0]
         matches = [
-            Match(rank, name, max(values), len(values), max(values) >= threshold.value)
-            for rank, (name, values) in enumerate(ranked, start=1)
+            Match(rank, c.identity, c.score, people[c.identity], c.score >= threshold.value)
+            for rank, c in enumerate(found.candidates, start=1)
         ]
         return matches, threshold
 
