@@ -302,7 +302,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report_path = Path(args.report)
     if report_path.suffix != ".json":
         raise ValueError(f"--report must end in .json, got {report_path.name}.")
-    model, processor = load_model(args.model, args.device)
+    model, processor = load_model(args.model, args.device, light=not args.adapter)  # PEFT wraps EdgeFaceModel
     if args.adapter:
         model = _load_adapter(model, args.adapter)
     alignment = _alignment(args)
@@ -787,14 +787,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that save no model folder: they need no auto_map, and skipping its registration spares them importing
+# transformers (seconds), which loading a plain model folder does without (`hfr_hf.inference.load_model`).
+_WRITE_NO_MODEL = {"align", "embed", "enroll", "gallery", "identify", "verify", "verify-folder", "evaluate"}
+
+
 def main(argv: list[str] | None = None) -> int:
     from .images import UnusableImagesError
 
     args = build_parser().parse_args(argv)
     try:
-        from . import register_auto_classes
+        if args.command not in _WRITE_NO_MODEL:
+            from . import register_auto_classes
 
-        register_auto_classes()  # past --help: saved folders must carry auto_map and the remote-code files
+            register_auto_classes()  # past --help: saved folders must carry auto_map and the remote-code files
         return args.func(args)
     except UnusableImagesError as error:
         print(

@@ -89,7 +89,8 @@ def load_export_model(
             raise OnnxExportError(f"{path} holds a {model_type!r} model, not an EdgeFace model; only EdgeFace exports.")
     from .inference import load_model
 
-    base, processor = load_model(model)  # a bare model folder gets EdgeFace's standard preprocessing
+    # a bare model folder gets EdgeFace's standard preprocessing; the export reads the transformers model's config
+    base, processor = load_model(model, light=False)
     if adapter is None:
         return base, processor, None
     try:

@@ -62,7 +62,7 @@ class Embedder:
                 f"{model} is an ONNX file, but a gallery fingerprints the torch weights that embed its faces; give the "
                 "model folder it was exported from."
             )
-        network, processor = load_model(model, device)
+        network, processor = load_model(model, device, light=False)  # fingerprinted and adapted as EdgeFaceModel
         if adapter:
             from ..adapters import load_adapter
 
