@@ -159,3 +159,40 @@ def test_verify_of_two_crops_imports_no_transformers(xxs_folder, images, tmp_pat
     network, preprocessor = load_model(xxs_folder)
     expected = embed_images(network, preprocessor, images["crops"][:2], progress=False)
     assert result.stdout.strip() == f"cosine similarity {float(expected[0] @ expected[1]):.4f}"
+
+
+def test_a_gallery_fingerprints_the_light_network_as_the_transformers_model(xxs_folder, s_gamma_05_folder):
+    from hfr_hf.gallery import Embedder
+
+    light = Embedder.load(xxs_folder)
+    assert type(light.model) is EdgeFaceNetwork
+    assert light.fingerprint == Embedder(*load_model(xxs_folder, light=False)).fingerprint
+    assert light.fingerprint != Embedder.load(s_gamma_05_folder).fingerprint
+
+
+LOAD_HUB_ID = """
+import sys
+from hfr_hf.inference import load_model
+
+model, processor = load_model(sys.argv[1])
+print(type(model).__name__, type(processor).__name__)
+"""
+
+
+def test_a_hub_repository_in_the_cache_takes_the_light_path(xxs_folder, tmp_path):
+    commit = "0" * 40
+    repository = tmp_path / "hub" / "models--org--edgeface-xxs"
+    shutil.copytree(xxs_folder, repository / "snapshots" / commit)
+    (repository / "refs").mkdir()
+    (repository / "refs" / "main").write_text(commit)
+    env = {
+        **os.environ,
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_HUB_ID, "org/edgeface-xxs"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["EdgeFaceNetwork", "EdgeFacePreprocessor"]
