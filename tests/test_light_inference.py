@@ -199,3 +199,14 @@ def test_a_hub_repository_in_the_cache_takes_the_light_path(xxs_folder, tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["EdgeFaceNetwork", "EdgeFacePreprocessor", "False"]
+
+
+@pytest.mark.parametrize("hidden_act", ["gelu", "gelu_tanh", "relu", "silu"])
+def test_every_activation_the_config_allows_builds_and_runs_alike(hidden_act, tiny_config):
+    config = tiny_config.__class__(**{**tiny_config.to_dict(), "hidden_act": hidden_act})
+    model = EdgeFaceModel(config).eval()
+    network = EdgeFaceNetwork(config).eval()
+    network.load_state_dict(model.state_dict(), strict=True)
+    pixel_values = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(network(pixel_values).embeddings, model(pixel_values=pixel_values).embeddings)
