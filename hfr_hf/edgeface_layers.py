@@ -6,7 +6,8 @@ Applications", ECCV-W 2022. Module names follow the official checkpoints (timm's
 `model.`), so converting them is a key rename, not code.
 
 `EdgeFaceModel` (modeling_edgeface.py, the transformers model) and `EdgeFaceNetwork` (here) are built and run by
-the same two functions, `build_edgeface` and `run_edgeface`, so their weights and numbers cannot drift apart.
+the same two functions, `build_edgeface` and `run_edgeface`, so their weights and numbers cannot drift apart
+(the model passes subclasses of the two block classes that transformers' gradient checkpointing recomputes).
 This file imports torch only: the read-only commands load a model folder through `EdgeFaceNetwork` without
 importing transformers (seconds of start-up). It is Hub remote code too (modeling_edgeface.py imports it), so
 it stays self-contained, with no `hfr_hf` imports.

@@ -131,7 +131,6 @@ def _load_plain_folder(name: str, options: dict) -> tuple[EdgeFaceNetwork, EdgeF
         or config.get("dtype", config.get("torch_dtype")) not in (None, "float32")
     ):
         return None
-    settings = {}
     if (folder / "preprocessor_config.json").exists():
         settings = _read_json(folder / "preprocessor_config.json")
         if (
