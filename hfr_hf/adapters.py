@@ -135,7 +135,7 @@ def _edgeface_base(model: nn.Module) -> EdgeFaceModel:
         raise ValueError(
             f"xEdgeFace adapters apply to an EdgeFaceModel (or a PeftModel around one), got {type(base).__name__}. "
             "Load the model with EdgeFaceModel.from_pretrained(...), AutoModel.from_pretrained(...) or "
-            "hfr_hf.inference.load_model(..., light=False)."
+            "hfr_hf.inference.load_model(...) without light=True."
         )
     return base
 

@@ -142,7 +142,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     paths = _expand_images(args.images)
     if output.suffix not in (".npz", ".safetensors"):
         raise ValueError(f"--output must end in .npz or .safetensors (or be a folder for shards), got {output.name}.")
-    model, processor = load_model(args.model, args.device)
+    model, processor = load_model(args.model, args.device, light=True)
     embeddings = embed_images(model, processor, paths, args.batch_size, normalize=not args.raw, **_alignment(args))
     names = [str(p) for p in paths]
 
@@ -170,7 +170,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"Image {path} does not exist.")
-    model, processor = load_model(args.model, args.device)
+    model, processor = load_model(args.model, args.device, light=True)
     alignment = _alignment(args)
     crops = face_crops(paths, processor, **alignment)
     # The decision path: a blank or faceless crop must not be scored as a face. The check is the detector's of
@@ -228,7 +228,7 @@ def cmd_verify_folder(args: argparse.Namespace) -> int:
             f"found {len(paths)} images, {where}, in {len(folders)} person folder{'s' if len(folders) != 1 else ''}."
         )
     identities = [p.relative_to(root).parts[0] for p in paths]
-    model, processor = load_model(args.model, args.device)
+    model, processor = load_model(args.model, args.device, light=True)
     embeddings = embed_images(model, processor, paths, args.batch_size, **_alignment(args))
     genuine, impostor = all_pairs_scores(cosine_similarity(embeddings, embeddings), identities)
     summary = verification_summary(genuine, impostor)

@@ -215,7 +215,7 @@ def run_experiment(
     protocol = build_pseudo_thermal_protocol(
         protocol_dir or output / "protocol", att=att, yale=yale, seed=seed, impostors_per_genuine=10, progress=progress
     )
-    base, processor = load_model(str(model), light=False)  # adapted with PEFT below
+    base, processor = load_model(str(model))
     base.eval()
     frozen = evaluate_protocol_files(base, processor, protocol, progress=progress)
     frozen["att_all_pairs"] = att_all_pairs(base, processor, protocol.root)

@@ -56,16 +56,16 @@ def no_progress_bars() -> Iterator[None]:
 
 
 def load_model(
-    model: str | os.PathLike, device: str = "cpu", light: bool = True
+    model: str | os.PathLike, device: str = "cpu", light: bool = False
 ) -> tuple[EdgeFaceModel | EdgeFaceNetwork, EdgeFaceImageProcessor | EdgeFacePreprocessor]:
     """An EdgeFace model (eval mode) and its image processor from a folder or Hub repo id, or an `.onnx` file
     (then an `hfr_hf.onnx_inference.OnnxEdgeFace` on onnxruntime, called the same way).
 
-    With `light` (the default), a plain model folder (config.json of an EdgeFace, model.safetensors in float32, no
-    adapter) loads as an `EdgeFaceNetwork` and an `EdgeFacePreprocessor`: the same modules, weights and numbers as
-    `EdgeFaceModel` and `EdgeFaceImageProcessor`, for inference, without importing transformers (seconds of a
-    command's start-up). `light=False`, or any other folder, gives the transformers classes (for PEFT adapters,
-    training, export, saving)."""
+    With `light=True`, a plain model folder (config.json of an EdgeFace, model.safetensors in float32, no adapter)
+    loads as an `EdgeFaceNetwork` and an `EdgeFacePreprocessor`: the same modules, weights and numbers as
+    `EdgeFaceModel` and `EdgeFaceImageProcessor`, for inference only, without importing transformers (seconds of a
+    command's start-up; the read-only commands ask for it). Any other folder, and the default `light=False`, give
+    the transformers classes, which PEFT adapters, training, export and saving need."""
     path = Path(model)
     if path.suffix == ".onnx":
         from .onnx_inference import load_onnx_model

@@ -89,8 +89,7 @@ def load_export_model(
             raise OnnxExportError(f"{path} holds a {model_type!r} model, not an EdgeFace model; only EdgeFace exports.")
     from .inference import load_model
 
-    # a bare model folder gets EdgeFace's standard preprocessing; the export reads the transformers model's config
-    base, processor = load_model(model, light=False)
+    base, processor = load_model(model)  # a bare model folder gets EdgeFace's standard preprocessing
     if adapter is None:
         return base, processor, None
     try:

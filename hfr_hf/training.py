@@ -911,7 +911,7 @@ def train(
     target_column = "target_source" if "target_source" in train_set.column_names else "target"
     pair_transform = _pair_transform(config, train_set, augment=config.augment)
     eval_transform = _pair_transform(config, train_set, augment=False)
-    model, processor = load_model(config.model, light=False)  # PEFT wraps a transformers model
+    model, processor = load_model(config.model)
     real_targets = _real_targets(config, splits)
     sampler = EpochSampler(len(train_set), config.seed)
     loader = DataLoader(

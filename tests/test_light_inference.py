@@ -56,7 +56,7 @@ def images(assets):
 @pytest.mark.parametrize("variant", ["xxs", "s_gamma_05"])
 def test_light_path_embeds_as_the_transformers_classes(variant, xxs_folder, s_gamma_05_folder, images):
     folder = {"xxs": xxs_folder, "s_gamma_05": s_gamma_05_folder}[variant]
-    network, preprocessor = load_model(folder)
+    network, preprocessor = load_model(folder, light=True)
     assert type(network) is EdgeFaceNetwork and type(preprocessor) is EdgeFacePreprocessor
     model = EdgeFaceModel.from_pretrained(folder).eval()
     processor = EdgeFaceImageProcessor.from_pretrained(folder)
@@ -85,7 +85,7 @@ def test_light_path_reads_the_folders_processor_settings(xxs_folder, images, tmp
     folder = tmp_path / "m"
     shutil.copytree(xxs_folder, folder)
     EdgeFaceImageProcessor(resample="bilinear", intensity_normalization="dtype").save_pretrained(folder)
-    _, preprocessor = load_model(folder)
+    _, preprocessor = load_model(folder, light=True)
     assert (preprocessor.resample, preprocessor.intensity_normalization) == ("bilinear", "dtype")
     image = images["other kinds"][0]
     expected = EdgeFaceImageProcessor.from_pretrained(folder)(image).pixel_values
@@ -99,9 +99,9 @@ def test_a_folder_missing_an_architecture_key_falls_back(xxs_folder, images, tmp
     config = json.loads((folder / "config.json").read_text())
     del config["hidden_act"]  # EdgeFaceConfig's default fills it in; the light path does not guess
     (folder / "config.json").write_text(json.dumps(config))
-    model, processor = load_model(folder)
+    model, processor = load_model(folder, light=True)
     assert type(model) is EdgeFaceModel and type(processor) is EdgeFaceImageProcessor
-    network, preprocessor = load_model(xxs_folder)
+    network, preprocessor = load_model(xxs_folder, light=True)
     torch.testing.assert_close(
         embed_images(model, processor, images["crops"], progress=False),
         embed_images(network, preprocessor, images["crops"], progress=False),
@@ -121,15 +121,15 @@ def test_a_folder_with_an_adapter_falls_back_and_keeps_the_adapter(xxs_folder, i
             if parameter.requires_grad:
                 parameter.add_(0.1)
     save_adapter(adapted, folder)
-    model, processor = load_model(folder)
+    model, processor = load_model(folder, light=True)
     assert type(model) is EdgeFaceModel  # transformers' loading, which applies the adapter in the folder
     with_adapter = embed_images(model, processor, images["crops"], progress=False)
-    base = embed_images(*load_model(xxs_folder), images["crops"], progress=False)
+    base = embed_images(*load_model(xxs_folder, light=True), images["crops"], progress=False)
     assert np.abs(with_adapter - base).max() > 1e-2
 
 
-def test_light_false_gives_the_transformers_classes(xxs_folder):
-    model, processor = load_model(xxs_folder, light=False)
+def test_load_model_gives_the_transformers_classes_unless_asked(xxs_folder):
+    model, processor = load_model(xxs_folder)  # what PEFT adapters, training and export take
     assert type(model) is EdgeFaceModel and type(processor) is EdgeFaceImageProcessor
 
 
@@ -158,7 +158,7 @@ def test_verify_of_two_crops_imports_no_transformers(xxs_folder, images, tmp_pat
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    network, preprocessor = load_model(xxs_folder)
+    network, preprocessor = load_model(xxs_folder, light=True)
     expected = embed_images(network, preprocessor, images["crops"][:2], progress=False)
     assert result.stdout.strip() == f"cosine similarity {float(expected[0] @ expected[1]):.4f}"
 
@@ -177,7 +177,7 @@ import sys
 sys.argv[0] = "hfr-hf"  # no Auto-class registration at import, which imports transformers
 from hfr_hf.inference import load_model
 
-model, processor = load_model(sys.argv[1])
+model, processor = load_model(sys.argv[1], light=True)
 print(type(model).__name__, type(processor).__name__, "transformers" in sys.modules)
 """
 

@@ -377,8 +377,7 @@ class FaceEngine:
         if isinstance(adapters, str):
             adapters = {} if adapters.strip().lower() == "none" else parse_adapters(adapters)
             adapters = adapters or default_adapters(self.model_dir)
-        # adapters are PEFT's, which wraps the transformers model; without them the light network serves
-        self.model, self.processor = load_model(self.model_dir, light=not adapters)
+        self.model, self.processor = load_model(self.model_dir)
         self.model.requires_grad_(False)
         # HFR_HF_DETECTOR (a folder or Hub repo from `hfr-hf train-detector`): thermal and NIR uploads are found
         # without clicks, the spectrum chosen per image; clicks stay the fallback for faces it misses
