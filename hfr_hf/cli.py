@@ -163,6 +163,21 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    if "OMP_NUM_THREADS" in os.environ:  # the user's choice
+        return _verify(args)
+    import torch
+
+    # Two crops gain nothing from intra-op threads, and on a busy CPU they spin: 5.9 s -> 3.6 s cold at load 7 on 2
+    # cores (scripts/bench_cli.py).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _verify(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _verify(args: argparse.Namespace) -> int:
     from .alignment import AlignmentError, check_crop
     from .inference import cosine_similarity, embed_images, face_crops, load_model
 
