@@ -31,7 +31,6 @@ inference. Per-spectrum adapters instead sit side by side on one base and are ch
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -48,6 +47,7 @@ from peft.tuners.ln_tuning.layer import LNTuningLayer
 from torch import nn
 
 from .configuration_edgeface import EdgeFaceConfig
+from .fingerprints import weights_fingerprint
 from .modeling_edgeface import EdgeFaceModel
 
 __all__ = [
@@ -134,7 +134,8 @@ def _edgeface_base(model: nn.Module) -> EdgeFaceModel:
     if not isinstance(base, EdgeFaceModel):
         raise ValueError(
             f"xEdgeFace adapters apply to an EdgeFaceModel (or a PeftModel around one), got {type(base).__name__}. "
-            "Load the model with EdgeFaceModel.from_pretrained(...) or AutoModel.from_pretrained(...)."
+            "Load the model with EdgeFaceModel.from_pretrained(...), AutoModel.from_pretrained(...) or "
+            "hfr_hf.inference.load_model(...) without light=True."
         )
     return base
 
@@ -315,12 +316,7 @@ def base_fingerprint(model: nn.Module) -> str:
     The same checkpoint gives the same fingerprint on any device; a model cast to another dtype, or fine-tuned,
     gives another.
     """
-    digest = hashlib.sha256()
-    for key, tensor in sorted(_frozen_base_tensors(model).items()):
-        values = tensor.detach().to("cpu", torch.float32).contiguous()
-        digest.update(f"{key}:{tuple(values.shape)};".encode())
-        digest.update(values.numpy().tobytes())
-    return digest.hexdigest()
+    return weights_fingerprint(_frozen_base_tensors(model))
 
 
 def adapted_modules(model: nn.Module, adapter_name: str) -> set[str]:

@@ -145,7 +145,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         raise ValueError(f"--output must end in .npz or .safetensors (or be a folder for shards), got {output.name}.")
     alignment = _alignment(args)
     paths = _expand_images(args.images)
-    model, processor = load_model(args.model, args.device)
+    model, processor = load_model(args.model, args.device, light=True)
     embeddings = embed_images(model, processor, paths, args.batch_size, normalize=not args.raw, **alignment)
     names = [str(p) for p in paths]
 
@@ -166,6 +166,21 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    if "OMP_NUM_THREADS" in os.environ:  # the user's choice
+        return _verify(args)
+    import torch
+
+    # Two crops gain nothing from intra-op threads, and on a busy CPU they spin: 5.9 s -> 3.6 s cold at load 7 on 2
+    # cores (scripts/bench_cli.py).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _verify(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _verify(args: argparse.Namespace) -> int:
     from .alignment import AlignmentError, check_crop
     from .inference import cosine_similarity, embed_images, face_crops, load_model
 
@@ -174,7 +189,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise FileNotFoundError(f"Image {path} does not exist.")
     alignment = _alignment(args)
-    model, processor = load_model(args.model, args.device)
+    model, processor = load_model(args.model, args.device, light=True)
     crops = face_crops(paths, processor, **alignment)
     # The decision path: a blank or faceless crop must not be scored as a face. The check is the detector's of
     # --spectrum: MTCNN judges visible crops, the cross-spectral detector thermal and NIR ones.
@@ -232,7 +247,7 @@ def cmd_verify_folder(args: argparse.Namespace) -> int:
         )
     identities = [p.relative_to(root).parts[0] for p in paths]
     alignment = _alignment(args)
-    model, processor = load_model(args.model, args.device)
+    model, processor = load_model(args.model, args.device, light=True)
     embeddings = embed_images(model, processor, paths, args.batch_size, **alignment)
     genuine, impostor = all_pairs_scores(cosine_similarity(embeddings, embeddings), identities)
     summary = verification_summary(genuine, impostor)
@@ -307,7 +322,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if report_path.suffix != ".json":
         raise ValueError(f"--report must end in .json, got {report_path.name}.")
     alignment = _alignment(args)
-    model, processor = load_model(args.model, args.device)
+    model, processor = load_model(args.model, args.device, light=not args.adapter)  # PEFT wraps EdgeFaceModel
     if args.adapter:
         model = _load_adapter(model, args.adapter)
     aligner = alignment["aligner"]
@@ -805,14 +820,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that save no model folder: they need no auto_map, and skipping its registration spares them importing
+# transformers (seconds), which loading a plain model folder does without (`hfr_hf.inference.load_model`).
+_WRITE_NO_MODEL = {"align", "embed", "enroll", "gallery", "identify", "verify", "verify-folder", "evaluate"}
+
+
 def main(argv: list[str] | None = None) -> int:
     from .images import UnusableImagesError
 
     args = build_parser().parse_args(argv)
     try:
-        from . import register_auto_classes
+        if args.command not in _WRITE_NO_MODEL:
+            from . import register_auto_classes
 
-        register_auto_classes()  # past --help: saved folders must carry auto_map and the remote-code files
+            register_auto_classes()  # past --help: saved folders must carry auto_map and the remote-code files
         return args.func(args)
     except UnusableImagesError as error:
         print(

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .image_processing_edgeface import EdgeFaceImageProcessor
+from .edgeface_layers import ARCHITECTURE_KEYS, EdgeFaceNetwork
+from .edgeface_preprocessing import PREPROCESSING_DEFAULTS, EdgeFacePreprocessor
 from .images import UnusableImagesError, load_image
-from .modeling_edgeface import EdgeFaceModel
 from .sources import resolve_model_name
+
+if TYPE_CHECKING:  # transformers takes seconds to import; a plain model folder loads without it
+    from .image_processing_edgeface import EdgeFaceImageProcessor
+    from .modeling_edgeface import EdgeFaceModel
 
 __all__ = [
     "ALIGN_MODES",
@@ -48,9 +55,17 @@ def no_progress_bars() -> Iterator[None]:
             enable_progress_bars()
 
 
-def load_model(model: str | os.PathLike, device: str = "cpu") -> tuple[EdgeFaceModel, EdgeFaceImageProcessor]:
+def load_model(
+    model: str | os.PathLike, device: str = "cpu", light: bool = False
+) -> tuple[EdgeFaceModel | EdgeFaceNetwork, EdgeFaceImageProcessor | EdgeFacePreprocessor]:
     """An EdgeFace model (eval mode) and its image processor from a folder or Hub repo id, or an `.onnx` file
-    (then an `hfr_hf.onnx_inference.OnnxEdgeFace` on onnxruntime, called the same way)."""
+    (then an `hfr_hf.onnx_inference.OnnxEdgeFace` on onnxruntime, called the same way).
+
+    With `light=True`, a plain model folder (config.json of an EdgeFace, model.safetensors in float32, no adapter)
+    loads as an `EdgeFaceNetwork` and an `EdgeFacePreprocessor`: the same modules, weights and numbers as
+    `EdgeFaceModel` and `EdgeFaceImageProcessor`, for inference only, without importing transformers (seconds of a
+    command's start-up; the read-only commands ask for it). Any other folder, and the default `light=False`, give
+    the transformers classes, which PEFT adapters, training, export and saving need."""
     path = Path(model)
     if path.suffix == ".onnx":
         from .onnx_inference import load_onnx_model
@@ -59,6 +74,13 @@ def load_model(model: str | os.PathLike, device: str = "cpu") -> tuple[EdgeFaceM
     model, options = resolve_model_name(model)
     if Path(model).is_dir() and not (Path(model) / "config.json").is_file():
         raise FileNotFoundError(f"{model} is not a model folder (no config.json); make one with `hfr-hf convert`.")
+    loaded = _load_plain_folder(model, options) if light else None
+    if loaded is not None:
+        network, processor = loaded
+        return network.to(device).eval(), processor
+    from .image_processing_edgeface import EdgeFaceImageProcessor
+    from .modeling_edgeface import EdgeFaceModel
+
     with no_progress_bars():
         network = EdgeFaceModel.from_pretrained(model, **options).to(device).eval()
     try:
@@ -66,6 +88,73 @@ def load_model(model: str | os.PathLike, device: str = "cpu") -> tuple[EdgeFaceM
     except OSError:  # a bare model folder (no preprocessor_config.json): the processor follows the model's input
         size = network.config.image_size
         processor = EdgeFaceImageProcessor(size={"height": size, "width": size})
+    return network, processor
+
+
+# Keys of the saved files that say nothing about the numbers (written by transformers' save_pretrained).
+_CONFIG_BOOKKEEPING = {"image_processor_type", "auto_map", "processor_class"}
+_PLAIN_FILES = ["config.json", "model.safetensors", "preprocessor_config.json", "adapter_config.json"]
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _snapshot(name: str, options: dict) -> Path | None:
+    """The local folder of a Hub repository's model files (downloaded to the cache as from_pretrained would),
+    or None when they cannot be had (transformers' loading then says why)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, allow_patterns=_PLAIN_FILES, **options))
+    except (OSError, ValueError):  # the Hub's errors are OSErrors (not found, not cached, HTTP)
+        return None
+
+
+def _load_plain_folder(name: str, options: dict) -> tuple[EdgeFaceNetwork, EdgeFacePreprocessor] | None:
+    """A plain EdgeFace folder (or Hub repository) as an `EdgeFaceNetwork` and `EdgeFacePreprocessor`, or None
+    for anything else (an adapter, missing architecture keys, other dtypes, unknown processor settings, weights
+    that do not fit), which `load_model` leaves to transformers."""
+    folder = Path(name) if Path(name).is_dir() else _snapshot(name, options)
+    if folder is None or (folder / "adapter_config.json").exists() or not (folder / "model.safetensors").is_file():
+        return None
+    config = _read_json(folder / "config.json")
+    if (
+        config is None
+        or config.get("model_type") != "edgeface"
+        or not all(key in config for key in ARCHITECTURE_KEYS)
+        or "quantization_config" in config
+        or config.get("dtype", config.get("torch_dtype")) not in (None, "float32")
+    ):
+        return None
+    if (folder / "preprocessor_config.json").exists():
+        settings = _read_json(folder / "preprocessor_config.json")
+        if (
+            settings is None
+            or settings.get("image_processor_type", "EdgeFaceImageProcessor") != "EdgeFaceImageProcessor"
+        ):
+            return None
+        settings = {key: value for key, value in settings.items() if key not in _CONFIG_BOOKKEEPING}
+        if not set(settings) <= set(PREPROCESSING_DEFAULTS):
+            return None
+    else:  # a bare model folder: the processor follows the model's input
+        settings = {"size": {"height": config["image_size"], "width": config["image_size"]}}
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(folder / "model.safetensors")
+        if any(tensor.dtype != torch.float32 for tensor in state.values()):
+            return None
+        network = EdgeFaceNetwork(SimpleNamespace(**config))
+        network.load_state_dict(state, strict=True)
+        processor = EdgeFacePreprocessor(**settings)
+    except (SafetensorError, OSError, RuntimeError, ValueError, TypeError, KeyError, IndexError, ZeroDivisionError):
+        return None  # a config or weights out of the ordinary: transformers' loading validates and says what is wrong
     return network, processor
 
 

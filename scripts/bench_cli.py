@@ -5,13 +5,15 @@ Runs each command `--repeats` times in a new process and reports the median and 
 AT&T crops with a converted EdgeFace-XXS (converted and aligned once, before timing). Run from the repository root:
 
     python scripts/bench_cli.py [--assets ../shared/assets] [--repeats 5]
+
+The command is this repository's code run as the console script runs it (`sys.argv[0] = "hfr-hf"`, then
+`hfr_hf.cli.main()`), by this Python, so a worktree is measured rather than whatever `hfr-hf` is installed.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -34,22 +36,25 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     assets = Path(args.assets)
-    command = shutil.which("hfr-hf", path=str(Path(sys.executable).parent)) or "hfr-hf"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    # the console script's four lines, importing hfr_hf from this repository (PYTHONPATH below)
+    script = "import sys; sys.argv[0] = 'hfr-hf'; from hfr_hf.cli import main; sys.exit(main())"
+    command = [sys.executable, "-c", script]
+    root = str(Path(__file__).resolve().parents[1])
+    env = {"HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     os.environ.update(env)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         setup = [
-            [command, "convert", str(assets / "weights/edgeface/edgeface_xxs_q.pt"), "--output", str(tmp / "xxs")],
-            [command, "align", str(assets / "faces/att/s1"), str(tmp / "crops")],
+            [*command, "convert", str(assets / "weights/edgeface/edgeface_xxs_q.pt"), "--output", str(tmp / "xxs")],
+            [*command, "align", str(assets / "faces/att/s1"), str(tmp / "crops")],
         ]
         for argv in setup:
             subprocess.run(argv, check=True, capture_output=True)
         cases = {
-            "hfr-hf --help": [command, "--help"],
-            "hfr-hf verify --help": [command, "verify", "--help"],
+            "hfr-hf --help": [*command, "--help"],
+            "hfr-hf verify --help": [*command, "verify", "--help"],
             "hfr-hf verify (2 aligned crops, XXS)": [
-                command,
+                *command,
                 "verify",
                 str(tmp / "crops/1.png"),
                 str(tmp / "crops/2.png"),
@@ -57,6 +62,10 @@ def main() -> None:
                 str(tmp / "xxs"),
             ],
         }
+        find = "import importlib.util; print(importlib.util.find_spec('hfr_hf').origin)"  # without importing it
+        print(
+            f"measuring {subprocess.run([sys.executable, '-c', find], capture_output=True, text=True).stdout.strip()}"
+        )
         print(f"{'command':<40} {'median s':>9} {'max s':>7} {'peak RSS MiB':>13}")
         for name, argv in cases.items():
             runs = [run(argv) for _ in range(args.repeats)]

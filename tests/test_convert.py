@@ -59,7 +59,9 @@ def test_output_folder_contents(xxs_folder):
         "preprocessor_config.json",
         "configuration_edgeface.py",
         "modeling_edgeface.py",
+        "edgeface_layers.py",
         "image_processing_edgeface.py",
+        "edgeface_preprocessing.py",
         "README.md",
     }
     config = json.loads((xxs_folder / "config.json").read_text())

@@ -376,11 +376,12 @@ def test_two_process_embedding_equals_one_process_and_resumes(xxs_folder, assets
     assert found.candidates[0].path == str(list_one.paths[0]) and found.identity == "s1"
 
 
-def test_another_adapter_is_refused(att_enrolled, xxs):
+def test_another_adapter_is_refused(att_enrolled, xxs, xxs_folder):
     from hfr_hf.adapters import add_adapter
+    from hfr_hf.inference import load_model
 
     gallery, _, vectors = att_enrolled
-    adapted = add_adapter(copy.deepcopy(xxs.model))
+    adapted = add_adapter(load_model(xxs_folder, light=False)[0])  # PEFT wraps the transformers model
     with torch.no_grad():
         for parameter in adapted.parameters():
             if parameter.requires_grad:

@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..image_processing_edgeface import EdgeFaceImageProcessor
+from ..edgeface_preprocessing import EdgeFacePreprocessor
 from .detector import SPECTRA, guess_spectrum, load_detector
 from .mtcnn import MTCNN, FaceDetections
 from .quality import AlignmentError, check_coverage, check_crop, check_landmarks, check_layout
@@ -135,7 +135,7 @@ class FaceAligner:
         self.template = ARCFACE_TEMPLATE * image_size / 112.0
         self._detector = detector
         self._detector_options = dict(min_face_size=min_face_size, thresholds=thresholds, scale_factor=scale_factor)
-        self._to_rgb = EdgeFaceImageProcessor(intensity_normalization=intensity_normalization).to_rgb_uint8
+        self._to_rgb = EdgeFacePreprocessor(intensity_normalization=intensity_normalization).to_rgb_uint8
 
     @property
     def detector(self) -> MTCNN:

@@ -40,6 +40,13 @@ class Embedder:
     fingerprint: dict = field(init=False)
 
     def __post_init__(self):
+        from ..edgeface_layers import EdgeFaceNetwork
+
+        if isinstance(self.model, EdgeFaceNetwork):  # loaded without transformers: plain weights, no adapter
+            from ..fingerprints import weights_fingerprint
+
+            self.fingerprint = {"model": weights_fingerprint(self.model.state_dict()), "adapter": ""}
+            return
         from ..adapters import base_fingerprint
 
         self.fingerprint = {"model": base_fingerprint(self.model), "adapter": _adapter_fingerprint(self.model)}
@@ -62,7 +69,7 @@ class Embedder:
                 f"{model} is an ONNX file, but a gallery fingerprints the torch weights that embed its faces; give the "
                 "model folder it was exported from."
             )
-        network, processor = load_model(model, device)
+        network, processor = load_model(model, device, light=not adapter)  # PEFT adapts the transformers model
         if adapter:
             from ..adapters import load_adapter
 

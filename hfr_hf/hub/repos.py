@@ -29,7 +29,13 @@ __all__ = [
 
 MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
 # Written beside the weights by save_pretrained (the classes are registered for the Auto classes on import).
-REMOTE_CODE_FILES = ("configuration_edgeface.py", "modeling_edgeface.py", "image_processing_edgeface.py")
+REMOTE_CODE_FILES = (
+    "configuration_edgeface.py",
+    "modeling_edgeface.py",
+    "edgeface_layers.py",  # imported by modeling_edgeface.py
+    "image_processing_edgeface.py",
+    "edgeface_preprocessing.py",  # imported by image_processing_edgeface.py
+)
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # The environment variable the Space's app reads to know which model repository to load.
 SPACE_MODEL_VARIABLE = "HFR_HF_MODEL"
