@@ -1,10 +1,14 @@
-"""The vector index beside a gallery's records: exact inner product for small galleries, IVF above a size.
+"""The vector index beside a gallery's records: exact inner product for small galleries, IVF-PQ fast-scan above a size.
 
 Embeddings are L2-normalised, so inner product = cosine. Up to `EXACT_LIMIT` vectors a brute-force `IndexFlatIP`
-is exact and answers within the target (2 ms a query at batch 100 on 2 cores); above it an inverted file over 8-bit
-scalar-quantised vectors (`IVF{nlist},SQ8`) searches the `nprobe` nearest lists only, at a quarter of the float32
-memory, builds in seconds (HNSW took 14× longer at 100k for the same recall) and is rebuilt quickly when people are
-removed. HNSW stays available as `kind="hnsw"`. scripts/bench_gallery.py measured the numbers below.
+is exact and answers within the target (2 ms a query at batch 100 on 2 cores). Above it (`kind="ivfpq"`) an inverted
+file whose lists hold 4-bit product-quantisation codes (`IVF{nlist},PQ32x4fs`) is scanned by FAISS's fast-scan
+kernels (SIMD table look-ups over 16 bytes a vector), which makes searching many lists cheap, and the best
+`IVFPQ_K_FACTOR`·k candidates are re-ranked on 8-bit scalar-quantised vectors (`Refine(SQ8)`, 512 bytes a vector, a
+quarter of float32), which keeps recall@1 of exact search where the 4-bit codes alone would not rank the best match
+first. Older galleries' kinds still open and search: `ivf` (`IVF{nlist},SQ8`, 10x slower at 1M for the same recall)
+and `hnsw` (HNSW over SQ8, 14x slower to build than the IVF at 100k); the next change of such a gallery rebuilds it
+as the kind its size calls for. scripts/bench_gallery.py measured the numbers below.
 """
 
 from __future__ import annotations
@@ -13,14 +17,18 @@ import math
 
 import numpy as np
 
-__all__ = ["EXACT_LIMIT", "INDEX_KINDS", "build_index", "index_kind", "kind_of", "read_index", "write_index"]
+__all__ = ["EXACT_LIMIT", "INDEX_KINDS", "build_index", "fits", "index_kind", "kind_of", "read_index", "write_index"]
 
-INDEX_KINDS = ("flat", "ivf", "hnsw")
+INDEX_KINDS = ("flat", "ivfpq", "ivf", "hnsw")
 # Flat search measured 0.8, 4.2, 7.6 and 17 ms CPU a query at batch 100 (one thread) at 10k, 25k, 50k, 100k: about
 # 2 ms on two cores at 25k.
 EXACT_LIMIT = 25_000
-IVF_PROBE_FRACTION = 0.2  # lists searched: recall@1 0.995 of exact at 100k (0.981 at 0.1), bench_gallery.py
+APPROXIMATE_MIN = 1_000  # fewer vectors than this cannot train 16 centroids per PQ sub-vector (FAISS wants 39 each)
 IVF_TRAIN_PER_LIST = 64  # k-means training points per list (FAISS warns below 39)
+IVFPQ_SUBVECTORS = 32  # 4-bit codes of 16-d sub-vectors at d = 512; PQ64 ranked no better (recall bound by the lists)
+IVFPQ_PROBE_FRACTION = 0.3  # lists searched
+IVFPQ_K_FACTOR = 4  # candidates re-ranked on SQ8 per result asked for
+IVF_PROBE_FRACTION = 0.2  # `ivf` kind: recall@1 0.995 of exact at 100k (0.981 at 0.1)
 HNSW_M = 32  # graph degree: recall vs memory (M·2·4 bytes per vector of links)
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 256  # recall@1 0.997 of exact at 100k (0.965 at 128)
@@ -34,19 +42,45 @@ def _faiss():
 
 def index_kind(size: int, exact_limit: int = EXACT_LIMIT) -> str:
     """The index a gallery of `size` images gets."""
-    return "flat" if size <= exact_limit else "ivf"
+    return "flat" if size <= max(exact_limit, APPROXIMATE_MIN) else "ivfpq"
 
 
 def kind_of(index) -> str:
+    if hasattr(index, "refine_index"):
+        return "ivfpq"
     return "ivf" if hasattr(index, "nprobe") else "hnsw" if hasattr(index, "hnsw") else "flat"
+
+
+def _nlist(size: int) -> int:
+    return max(1, min(int(4 * math.sqrt(size)), size // IVF_TRAIN_PER_LIST))
+
+
+def fits(index, size: int, exact_limit: int = EXACT_LIMIT) -> bool:
+    """Whether `index` may grow to `size` vectors by adding them: it is the kind that size gets and, for an IVF,
+    its lists were trained for at least a quarter of it (half the lists a fresh build would have); otherwise its
+    lists would grow long and recall fall at the same share of lists searched, so rebuild it."""
+    kind = index_kind(size, exact_limit)
+    if kind != kind_of(index):
+        return False
+    return kind not in ("ivfpq", "ivf") or 2 * _faiss().extract_index_ivf(index).nlist >= _nlist(size)
 
 
 def _tune(index) -> None:
     """Search settings that a FAISS file does not keep, or that follow its size."""
-    if hasattr(index, "nprobe"):
+    if hasattr(index, "refine_index"):
+        index.k_factor = IVFPQ_K_FACTOR
+        ivf = _faiss().extract_index_ivf(index)
+        ivf.nprobe = max(1, math.ceil(ivf.nlist * IVFPQ_PROBE_FRACTION))
+    elif hasattr(index, "nprobe"):
         index.nprobe = max(1, math.ceil(index.nlist * IVF_PROBE_FRACTION))
     if hasattr(index, "hnsw"):
         index.hnsw.efSearch = HNSW_EF_SEARCH
+
+
+def _train_sample(embeddings: np.ndarray, nlist: int) -> np.ndarray:
+    n = len(embeddings)
+    sample = np.random.default_rng(0).choice(n, min(n, nlist * IVF_TRAIN_PER_LIST), replace=False)
+    return embeddings[np.sort(sample)]
 
 
 def build_index(embeddings: np.ndarray, kind: str | None = None, exact_limit: int = EXACT_LIMIT):
@@ -56,13 +90,18 @@ def build_index(embeddings: np.ndarray, kind: str | None = None, exact_limit: in
     embeddings = np.ascontiguousarray(embeddings, np.float32)
     kind = kind or index_kind(len(embeddings), exact_limit)
     n, d = embeddings.shape
+    nlist = _nlist(n)
     if kind == "flat":
         index = faiss.IndexFlatIP(d)
+    elif kind == "ivfpq":
+        if n < APPROXIMATE_MIN:
+            raise ValueError(f"An ivfpq index needs at least {APPROXIMATE_MIN} vectors to train on, got {n}.")
+        subvectors = math.gcd(d, IVFPQ_SUBVECTORS)
+        index = faiss.index_factory(d, f"IVF{nlist},PQ{subvectors}x4fs,Refine(SQ8)", faiss.METRIC_INNER_PRODUCT)
+        index.train(_train_sample(embeddings, nlist))
     elif kind == "ivf":
-        nlist = max(1, min(int(4 * math.sqrt(n)), n // IVF_TRAIN_PER_LIST))
         index = faiss.index_factory(d, f"IVF{nlist},SQ8", faiss.METRIC_INNER_PRODUCT)
-        sample = np.random.default_rng(0).choice(n, min(n, nlist * IVF_TRAIN_PER_LIST), replace=False)
-        index.train(embeddings[np.sort(sample)])
+        index.train(_train_sample(embeddings, nlist))
     elif kind == "hnsw":
         index = faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_8bit, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
