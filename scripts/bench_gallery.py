@@ -136,7 +136,8 @@ def describe(index) -> str:
         return f"HNSW{HNSW_M},SQ8 efSearch {HNSW_EF_SEARCH}"
     ivf = faiss.extract_index_ivf(index)
     if hasattr(index, "refine_index"):
-        return f"IVF{ivf.nlist},PQ{faiss.downcast_index(index.base_index).pq.M}x4fs,Refine(SQ8) nprobe {ivf.nprobe} kf {IVFPQ_K_FACTOR:g}"
+        codes = faiss.downcast_index(index.base_index).pq.M
+        return f"IVF{ivf.nlist},PQ{codes}x4fs,Refine(SQ8) nprobe {ivf.nprobe} kf {index.k_factor:g}"
     return f"IVF{ivf.nlist},SQ8 nprobe {ivf.nprobe}"
 
 

@@ -2,13 +2,15 @@
 
 Embeddings are L2-normalised, so inner product = cosine. Up to `EXACT_LIMIT` vectors a brute-force `IndexFlatIP`
 is exact and answers within the target (2 ms a query at batch 100 on 2 cores). Above it (`kind="ivfpq"`) an inverted
-file whose lists hold 4-bit product-quantisation codes (`IVF{nlist},PQ32x4fs`) is scanned by FAISS's fast-scan
-kernels (SIMD table look-ups over 16 bytes a vector), which makes searching many lists cheap, and the best
+file whose lists hold 4-bit product-quantisation codes (`IVF{nlist},PQ32x4fs`, 16 bytes a vector) is scanned by
+FAISS's fast-scan kernels (SIMD table look-ups), which makes searching many lists cheap, and the best
 `IVFPQ_K_FACTOR`·k candidates are re-ranked on 8-bit scalar-quantised vectors (`Refine(SQ8)`, 512 bytes a vector, a
-quarter of float32), which keeps recall@1 of exact search where the 4-bit codes alone would not rank the best match
-first. Older galleries' kinds still open and search: `ivf` (`IVF{nlist},SQ8`, 10x slower at 1M for the same recall)
-and `hnsw` (HNSW over SQ8, 14x slower to build than the IVF at 100k); the next change of such a gallery rebuilds it
-as the kind its size calls for. scripts/bench_gallery.py measured the numbers below.
+quarter of float32), which ranks the true match first where the 4-bit codes alone order near-ties coarsely. At 1M
+scripts/bench_gallery.py measured recall@1 0.992-1.000 of exact, 1.08 ms CPU a query at batch 100 (two threads
+together), 520 MiB, 149 s CPU to build; the previous kind, `ivf` (`IVF{nlist},SQ8`), needed 20 ms for the same recall,
+since it decodes 512 bytes for every vector of the lists searched. `ivf` and `hnsw` (HNSW over SQ8, 14x slower than
+the IVF to build at 100k) stay readable and searchable so that older galleries open; their next change rebuilds them
+as the kind their size calls for.
 """
 
 from __future__ import annotations
@@ -20,14 +22,19 @@ import numpy as np
 __all__ = ["EXACT_LIMIT", "INDEX_KINDS", "build_index", "fits", "index_kind", "kind_of", "read_index", "write_index"]
 
 INDEX_KINDS = ("flat", "ivfpq", "ivf", "hnsw")
-# Flat search measured 0.8, 4.2, 7.6 and 17 ms CPU a query at batch 100 (one thread) at 10k, 25k, 50k, 100k: about
-# 2 ms on two cores at 25k.
+# Flat search measured 0.86, 2.6, 9.2 and 18.9 ms CPU a query at batch 100 (two threads together) at 10k, 25k, 50k,
+# 100k: within 2 ms on two cores up to 25k, over it at 50k (ivfpq: 0.21-0.41 ms there, recall@1 0.994-0.999).
 EXACT_LIMIT = 25_000
 APPROXIMATE_MIN = 1_000  # fewer vectors than this cannot train 16 centroids per PQ sub-vector (FAISS wants 39 each)
 IVF_TRAIN_PER_LIST = 64  # k-means training points per list (FAISS warns below 39)
-IVFPQ_SUBVECTORS = 32  # 4-bit codes of 16-d sub-vectors at d = 512; PQ64 ranked no better (recall bound by the lists)
-IVFPQ_PROBE_FRACTION = 0.3  # lists searched
-IVFPQ_K_FACTOR = 4  # candidates re-ranked on SQ8 per result asked for
+# 4-bit codes of 16-d sub-vectors at d = 512: PQ64 gave the same recall@1 at 200k (the lists searched bound it) and
+# about the same scan time (0.43 against 0.41 ms at 30 % of 1024 lists) for 2.6x the training time
+IVFPQ_SUBVECTORS = 32
+# lists searched: recall@1 of exact 0.992 at 1M (1.08 ms), 0.998-0.999 at 25k-100k; 0.2 gave 0.988 at 1M (0.92 ms)
+IVFPQ_PROBE_FRACTION = 0.3
+IVFPQ_K_FACTOR = (
+    4  # candidates re-ranked on SQ8 per result: recall@1 the same at 1, 4, 16 (200k); @10 0.22 at 4, 0.30 at 16
+)
 IVF_PROBE_FRACTION = 0.2  # `ivf` kind: recall@1 0.995 of exact at 100k (0.981 at 0.1)
 HNSW_M = 32  # graph degree: recall vs memory (M·2·4 bytes per vector of links)
 HNSW_EF_CONSTRUCTION = 80
