@@ -147,8 +147,10 @@ def test_a_gallery_past_the_exact_limit_switches_to_ivfpq_and_keeps_finding(tmp_
     assert kind_of(Gallery.open(gallery.path).index) == "ivfpq" and gallery.meta["index"] == "ivfpq"
     found = [r.identity for r in gallery.search(vectors[::30] + 0.01, FP, top_k=1)]
     assert np.mean([f == f"p{i}" for f, i in zip(found, range(0, 3000, 30))]) >= 0.95
-    fewer = gallery.remove([f"p{i}" for i in range(500)])  # still past the limit: rebuilt without them
+    fewer = gallery.remove([f"p{i}" for i in range(500)])  # still past the limit: its trained lists refilled
     assert kind_of(fewer.index) == "ivfpq" and fewer.index.ntotal == 2500
+    lists = [faiss.extract_index_ivf(g.index).quantizer.reconstruct_n(0, 10) for g in (gallery, fewer)]
+    assert np.array_equal(*lists) and fewer.index.k_factor == gallery.index.k_factor
     assert [r.identity for r in fewer.search(vectors[[600, 2999]], FP)] == ["p600", "p2999"]
     smaller = gallery.remove([f"p{i}" for i in range(2500)])
     assert smaller.meta["index"] == "flat" and kind_of(smaller.index) == "flat"

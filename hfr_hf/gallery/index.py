@@ -19,7 +19,17 @@ import math
 
 import numpy as np
 
-__all__ = ["EXACT_LIMIT", "INDEX_KINDS", "build_index", "fits", "index_kind", "kind_of", "read_index", "write_index"]
+__all__ = [
+    "EXACT_LIMIT",
+    "INDEX_KINDS",
+    "build_index",
+    "fits",
+    "index_kind",
+    "kind_of",
+    "read_index",
+    "refill",
+    "write_index",
+]
 
 INDEX_KINDS = ("flat", "ivfpq", "ivf", "hnsw")
 # Flat search measured 0.86, 2.6, 9.2 and 18.9 ms CPU a query at batch 100 (two threads together) at 10k, 25k, 50k,
@@ -118,6 +128,16 @@ def build_index(embeddings: np.ndarray, kind: str | None = None, exact_limit: in
     _tune(index)
     if n:
         index.add(embeddings)
+    return index
+
+
+def refill(index, embeddings: np.ndarray):
+    """A copy of `index` holding `embeddings` instead, ids = row numbers, its training kept (no k-means again)."""
+    index = _faiss().clone_index(index)
+    index.reset()
+    _tune(index)
+    if len(embeddings):
+        index.add(np.ascontiguousarray(embeddings, np.float32))
     return index
 
 

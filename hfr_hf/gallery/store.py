@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import TMP_PREFIX, write_json
-from .index import EXACT_LIMIT, build_index, fits, index_kind, read_index, write_index
+from .index import EXACT_LIMIT, build_index, fits, index_kind, read_index, refill, write_index
 
 __all__ = ["FUSIONS", "Candidate", "Gallery", "GalleryError", "Identification"]
 
@@ -325,7 +325,10 @@ class Gallery:
         keep = [i for i, name in enumerate(self._names) if name not in drop]
         records = self.records.select(keep)
         kind = index_kind(len(keep), self.meta["exact_limit"])
-        index = build_index(self.embeddings()[keep], kind)
+        if fits(self.index, len(keep), self.meta["exact_limit"]):  # its trained lists serve the smaller gallery
+            index = refill(self.index, self.embeddings()[keep])
+        else:
+            index = build_index(self.embeddings()[keep], kind)
         return self._commit(self.path, self.version, records, index, {**self.meta, "index": kind})
 
     def calibrate(self, stranger_embeddings, fingerprint: dict, fpir: float = 0.01) -> float:
