@@ -107,9 +107,10 @@ def bench(size: int, queries: int, kinds: list[str]) -> dict:
         }
         for batch, sample in ((1, probes[:200]), (100, probes)):
             entry[f"latency_ms_batch{batch}"], entry[f"cpu_ms_batch{batch}"] = latency_ms(index, sample, batch)
+        if kind != "flat":
+            entry["setting"] = describe(index)
         if kind != "flat" and exact is not None:
             entry.update(recall_at_1=recall(found, exact, 1), recall_at_10=recall(found, exact, 10))
-            entry["setting"] = describe(index)
             entry["sweep"] = {}
             for setting in SWEEPS[kind]:
                 if kind == "hnsw":
@@ -128,6 +129,12 @@ def bench(size: int, queries: int, kinds: list[str]) -> dict:
         del index
     row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return row
+
+
+def recall_cell(entry: dict, kind: str, k: int) -> str:
+    """Recall@k for the table: flat is exact; "-" where flat was not measured first to compare with."""
+    value = 1.0 if kind == "flat" else entry.get(f"recall_at_{k}")
+    return f"{value:>6.3f}" if value is not None else f"{'-':>6}"
 
 
 def describe(index) -> str:
@@ -229,11 +236,11 @@ def main(argv=None) -> int:
     for row in results["rows"]:
         for kind in args.kinds:
             e = row[kind]
-            r1, r10 = e.get("recall_at_1", 1.0), e.get("recall_at_10", 1.0)
+            r1, r10 = (recall_cell(e, kind, k) for k in (1, 10))
             print(
                 f"{row['size']:>9} {kind:>5} {e['build_s']:>8.2f} {e['build_cpu_s']:>8.2f} {e['memory_mib']:>7.1f} "
                 f"{e['latency_ms_batch1']:>7.3f} {e['cpu_ms_batch1']:>7.3f} {e['latency_ms_batch100']:>8.3f} "
-                f"{e['cpu_ms_batch100']:>8.3f} {r1:>6.3f} {r10:>6.3f} {e['load_average']:>5.1f}  {e.get('setting', '')}"
+                f"{e['cpu_ms_batch100']:>8.3f} {r1} {r10} {e['load_average']:>5.1f}  {e.get('setting', '')}"
             )
     print(results["crossover"])
     return 0
