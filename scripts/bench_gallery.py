@@ -1,23 +1,28 @@
-"""Gallery index benchmark: exact (IndexFlatIP) against approximate search (IVF and HNSW over 8-bit vectors), the
-index kinds of `hfr_hf.gallery.index`, on synthetic normalised 512-d embeddings with planted near-duplicates.
+"""Gallery index benchmark: exact (IndexFlatIP) against approximate search (IVF-PQ fast-scan with SQ8 re-ranking,
+and the older IVF and HNSW over 8-bit vectors), the index kinds of `hfr_hf.gallery.index`, on synthetic normalised
+512-d embeddings with planted near-duplicates.
 
 A gallery of N vectors: 80 % random unit vectors, 20 % near-duplicates of earlier ones (cosine ~0.7, a second
 photo of the same person); the queries are further near-duplicates (cosine ~0.7) of random gallery vectors, so
 each has a true match to find among N. Per size and index kind:
 
-* build time (s): from the float32 array to an index ready to search (training included);
+* build time (s): from the float32 array to an index ready to search (training included), wall and process CPU;
 * index memory (MiB): the serialised index (`faiss.serialize_index`), which is what it holds in memory;
 * latency (ms per query): mean of single-query calls (batch 1) and of batch-100 calls divided by 100, as wall
-  time and as process CPU time (on a shared machine wall time measures the neighbours' load; run `--threads 1`
-  there and read the CPU time: an idle 2-core machine gives about that, or half of it for batched search);
+  time and as process CPU time (on a shared machine wall time measures the neighbours' load, so the load average
+  is printed beside it; CPU time is what an idle machine would spend, spread over `--threads` cores);
 * recall@1 and @10 against exact search: the share of exact search's top-1 (top-10) found in the index's top-1
-  (top-10); also at other settings (IVF: share of lists searched, HNSW: efSearch), search time only.
+  (top-10); also at other settings (IVF kinds: share of lists searched, HNSW: efSearch), search time only.
+
+The crossover line says up to which measured size exact search stays within 2 ms a query at batch 100 (CPU time
+over the threads) and from which size the default approximate kind is faster than it.
 
 FAISS runs `--threads` OpenMP threads (default 2, the target machine). Run from the repository root:
 
-    python scripts/bench_gallery.py [--sizes 10000 100000] [--million] [--json r.json]
+    python scripts/bench_gallery.py [--sizes 10000 25000 50000 100000] [--million] [--kinds flat ivfpq] [--json r.json]
 
-`--million` adds the 1M gallery (about 2 GiB of vectors and minutes of HNSW construction on 2 cores).
+`--million` adds the 1M gallery (about 2 GiB of vectors, 6 GiB peak; minutes of IVF training, and 0.2-0.4 s a
+query of exact search: `--queries 500` keeps it to minutes).
 
 The real open-set case: `--puj ASSETS --model M [--adapter A]` enrols the PUJ-T360 and PUJ-FONE galleries (25
 people, registered LWIR crops, so not aligned) and reports DIR at FPIR 1 % and 10 % (`hfr_hf.evaluation.open_set`,
@@ -28,15 +33,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
 
 import faiss
 import numpy as np
 
-from hfr_hf.gallery.index import HNSW_EF_SEARCH, IVF_PROBE_FRACTION, build_index
+from hfr_hf.gallery.index import (
+    HNSW_EF_SEARCH,
+    HNSW_M,
+    INDEX_KINDS,
+    IVF_PROBE_FRACTION,
+    IVFPQ_K_FACTOR,
+    IVFPQ_PROBE_FRACTION,
+    build_index,
+)
 
 DIM = 512
+TARGET_MS = 2.0  # a query at batch 100 on 2 cores
+SWEEPS = {"ivfpq": (0.1, 0.2, 0.3, 0.5), "ivf": (0.05, 0.1, 0.2, 0.3), "hnsw": (64, 128, 256, 512)}
 
 
 def near(rng, source: np.ndarray, cosine: float) -> np.ndarray:
@@ -87,18 +103,21 @@ def bench(size: int, queries: int, kinds: list[str]) -> dict:
             "build_s": round(build_s, 3),
             "build_cpu_s": round(build_cpu_s, 3),
             "memory_mib": round(len(faiss.serialize_index(index)) / 2**20, 1),
+            "load_average": round(os.getloadavg()[0], 1),
         }
         for batch, sample in ((1, probes[:200]), (100, probes)):
             entry[f"latency_ms_batch{batch}"], entry[f"cpu_ms_batch{batch}"] = latency_ms(index, sample, batch)
+        if kind != "flat":
+            entry["setting"] = describe(index)
         if kind != "flat" and exact is not None:
             entry.update(recall_at_1=recall(found, exact, 1), recall_at_10=recall(found, exact, 10))
-            settings = {"ivf": (0.05, 0.1, 0.2, 0.3), "hnsw": (64, 128, 256, 512)}[kind]
             entry["sweep"] = {}
-            for setting in settings:
-                if kind == "ivf":
-                    index.nprobe = max(1, round(index.nlist * setting))
-                else:
+            for setting in SWEEPS[kind]:
+                if kind == "hnsw":
                     index.hnsw.efSearch = setting
+                else:
+                    ivf = faiss.extract_index_ivf(index)
+                    ivf.nprobe = max(1, round(ivf.nlist * setting))
                 hits = index.search(probes, 10)[1]
                 entry["sweep"][setting] = {
                     "recall_at_1": recall(hits, exact, 1),
@@ -110,6 +129,40 @@ def bench(size: int, queries: int, kinds: list[str]) -> dict:
         del index
     row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return row
+
+
+def recall_cell(entry: dict, kind: str, k: int) -> str:
+    """Recall@k for the table: flat is exact; "-" where flat was not measured first to compare with."""
+    value = 1.0 if kind == "flat" else entry.get(f"recall_at_{k}")
+    return f"{value:>6.3f}" if value is not None else f"{'-':>6}"
+
+
+def describe(index) -> str:
+    """The index's FAISS factory-like name and search setting, for the table."""
+    if hasattr(index, "hnsw"):
+        return f"HNSW{HNSW_M},SQ8 efSearch {HNSW_EF_SEARCH}"
+    ivf = faiss.extract_index_ivf(index)
+    if hasattr(index, "refine_index"):
+        codes = faiss.downcast_index(index.base_index).pq.M
+        return f"IVF{ivf.nlist},PQ{codes}x4fs,Refine(SQ8) nprobe {ivf.nprobe} kf {index.k_factor:g}"
+    return f"IVF{ivf.nlist},SQ8 nprobe {ivf.nprobe}"
+
+
+def crossover(rows: list[dict], threads: int, kind: str = "ivfpq") -> str:
+    """Where exact search stops meeting the target, and where `kind` overtakes it, by CPU ms at batch 100."""
+    flat = [(r["size"], r["flat"]["cpu_ms_batch100"] / threads) for r in rows if "flat" in r]
+    within = [size for size, ms in flat if ms <= TARGET_MS]
+    over = [size for size, ms in flat if ms > TARGET_MS]
+    faster = [
+        r["size"]
+        for r in rows
+        if kind in r and "flat" in r and r[kind]["cpu_ms_batch100"] < r["flat"]["cpu_ms_batch100"]
+    ]
+    return (
+        f"crossover: exact search within {TARGET_MS:g} ms a query at batch 100 (CPU ms / {threads} threads) up to "
+        f"{max(within) if within else 'none'} of the sizes measured, over it from {min(over) if over else 'none'}; "
+        f"{kind} faster than exact from {min(faster) if faster else 'none'}"
+    )
 
 
 def puj_open_set(assets: str, model: str, adapter: str | None, plot: str | None = None) -> dict:
@@ -149,10 +202,10 @@ def puj_open_set(assets: str, model: str, adapter: str | None, plot: str | None 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 25_000, 50_000, 100_000])
     parser.add_argument("--million", action="store_true", help="add the 1,000,000-vector gallery")
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--kinds", nargs="+", default=["flat", "ivf", "hnsw"], choices=["flat", "ivf", "hnsw"])
+    parser.add_argument("--kinds", nargs="+", default=["flat", "ivfpq"], choices=list(INDEX_KINDS))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--puj", metavar="ASSETS", help="instead: PUJ open-set DIR at FPIR from this assets folder")
@@ -172,21 +225,24 @@ def main(argv=None) -> int:
     sizes = args.sizes + ([1_000_000] if args.million else [])
     results = {"threads": args.threads, "dim": DIM, "queries": args.queries}
     results.update(hnsw_ef_search=HNSW_EF_SEARCH, ivf_probe_fraction=IVF_PROBE_FRACTION)
+    results.update(ivfpq_probe_fraction=IVFPQ_PROBE_FRACTION, ivfpq_k_factor=IVFPQ_K_FACTOR)
     results["rows"] = [bench(size, args.queries, args.kinds) for size in sizes]
+    results["crossover"] = crossover(results["rows"], args.threads)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)
     head = f"{'size':>9} {'kind':>5} {'build s':>8} {'cpu s':>8} {'MiB':>7} {'ms b1':>7} {'cpu b1':>7} {'ms b100':>8}"
-    print(head + f" {'cpu b100':>8} {'R@1':>6} {'R@10':>6}")
+    print(head + f" {'cpu b100':>8} {'R@1':>6} {'R@10':>6} {'load':>5}  setting")
     for row in results["rows"]:
         for kind in args.kinds:
             e = row[kind]
-            r1, r10 = e.get("recall_at_1", 1.0), e.get("recall_at_10", 1.0)
+            r1, r10 = (recall_cell(e, kind, k) for k in (1, 10))
             print(
                 f"{row['size']:>9} {kind:>5} {e['build_s']:>8.2f} {e['build_cpu_s']:>8.2f} {e['memory_mib']:>7.1f} "
                 f"{e['latency_ms_batch1']:>7.3f} {e['cpu_ms_batch1']:>7.3f} {e['latency_ms_batch100']:>8.3f} "
-                f"{e['cpu_ms_batch100']:>8.3f} {r1:>6.3f} {r10:>6.3f}"
+                f"{e['cpu_ms_batch100']:>8.3f} {r1} {r10} {e['load_average']:>5.1f}  {e.get('setting', '')}"
             )
+    print(results["crossover"])
     return 0
 
 

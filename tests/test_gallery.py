@@ -2,6 +2,7 @@
 
 import copy
 import json
+import math
 import os
 import signal
 import subprocess
@@ -9,11 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 import torch
 
 from hfr_hf.gallery import Embedder, Gallery, GalleryError, build_index, read_enrolment_list
+from hfr_hf.gallery.index import IVFPQ_K_FACTOR, IVFPQ_PROBE_FRACTION, kind_of, read_index, write_index
 from hfr_hf.images import list_images
 
 FP = {"model": "m" * 64, "adapter": ""}
@@ -121,30 +124,84 @@ def test_mean_fusion_averages_each_persons_images(tmp_path):
     assert [c.score for c in result.candidates] == sorted(expected.values(), reverse=True)
 
 
-@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+@pytest.mark.parametrize("kind", ["ivfpq", "ivf", "hnsw"])
 def test_approximate_index_agrees_with_exact_on_near_duplicates(kind):
     rng = np.random.default_rng(1)
     vectors = rng.normal(size=(5000, 64)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     queries = vectors[:200] + 0.05 * rng.normal(size=(200, 64)).astype(np.float32)
     _, exact = build_index(vectors, "flat").search(queries, 1)
-    _, approx = build_index(vectors, kind).search(queries, 1)
+    index = build_index(vectors, kind)
+    _, approx = index.search(queries, 1)
+    assert kind_of(index) == kind
     assert np.mean(exact[:, 0] == approx[:, 0]) >= 0.99 and np.all(exact[:, 0] == np.arange(200))
 
 
-def test_a_gallery_past_the_exact_limit_switches_to_ivf_and_keeps_finding(tmp_path):
+def test_ivfpq_index_round_trips_with_its_search_settings(tmp_path):
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(4000, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = build_index(vectors, "ivfpq")
+    write_index(index, tmp_path / "index.faiss")
+    again = read_index(tmp_path / "index.faiss")
+    assert kind_of(again) == "ivfpq" and again.ntotal == 4000
+    ivf = faiss.extract_index_ivf(again)
+    assert ivf.nprobe == math.ceil(ivf.nlist * IVFPQ_PROBE_FRACTION) > 1 and again.k_factor == IVFPQ_K_FACTOR
+    queries = vectors[::40] + 0.05 * rng.normal(size=(100, 64)).astype(np.float32)
+    assert np.array_equal(index.search(queries, 5)[1], again.search(queries, 5)[1])
+    assert np.all(again.search(queries, 1)[1][:, 0] == np.arange(0, 4000, 40))
+
+
+def test_a_gallery_past_the_exact_limit_switches_to_ivfpq_and_keeps_finding(tmp_path):
     rng = np.random.default_rng(2)
     vectors = rng.normal(size=(3000, 32)).astype(np.float32)
     gallery = Gallery.create(tmp_path / "g", FP, 32, exact_limit=1000)
     gallery = gallery.add([f"p{i}" for i in range(800)], ["x"] * 800, vectors[:800], FP)
-    assert gallery.meta["index"] == "flat" and not hasattr(gallery.index, "nprobe")
+    assert gallery.meta["index"] == "flat" and kind_of(gallery.index) == "flat"
     gallery = gallery.add([f"p{i}" for i in range(800, 3000)], ["x"] * 2200, vectors[800:], FP)
-    assert hasattr(Gallery.open(gallery.path).index, "nprobe") and gallery.meta["index"] == "ivf"
+    assert kind_of(Gallery.open(gallery.path).index) == "ivfpq" and gallery.meta["index"] == "ivfpq"
     found = [r.identity for r in gallery.search(vectors[::30] + 0.01, FP, top_k=1)]
     assert np.mean([f == f"p{i}" for f, i in zip(found, range(0, 3000, 30))]) >= 0.95
+    fewer = gallery.remove([f"p{i}" for i in range(500)])  # still past the limit: its trained lists refilled
+    assert kind_of(fewer.index) == "ivfpq" and fewer.index.ntotal == 2500
+    lists = [faiss.extract_index_ivf(g.index).quantizer.reconstruct_n(0, 10) for g in (gallery, fewer)]
+    assert np.array_equal(*lists) and fewer.index.k_factor == gallery.index.k_factor
+    assert [r.identity for r in fewer.search(vectors[[600, 2999]], FP)] == ["p600", "p2999"]
     smaller = gallery.remove([f"p{i}" for i in range(2500)])
-    assert smaller.meta["index"] == "flat" and not hasattr(smaller.index, "nprobe")
+    assert smaller.meta["index"] == "flat" and kind_of(smaller.index) == "flat"
     assert [r.identity for r in smaller.search(vectors[2999:], FP)] == ["p2999"]
+
+
+def test_an_ivfpq_gallery_is_extended_while_its_lists_fit_and_rebuilt_when_it_outgrows_them(tmp_path):
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(9000, 32)).astype(np.float32)
+    names = [f"p{i}" for i in range(9000)]
+    gallery = Gallery.create(tmp_path / "g", FP, 32, exact_limit=1000).add(
+        names[:2000], ["x"] * 2000, vectors[:2000], FP
+    )
+    lists = faiss.extract_index_ivf(gallery.index).nlist
+    grown = gallery.add(names[2000:2500], ["x"] * 500, vectors[2000:2500], FP)
+    assert faiss.extract_index_ivf(grown.index).nlist == lists and grown.index.ntotal == 2500
+    outgrown = grown.add(names[2500:], ["x"] * 6500, vectors[2500:], FP)
+    assert faiss.extract_index_ivf(outgrown.index).nlist > 2 * lists and outgrown.index.ntotal == 9000
+    assert [r.identity for r in outgrown.search(vectors[[1, 2400, 8999]], FP)] == ["p1", "p2400", "p8999"]
+
+
+@pytest.mark.parametrize("old_kind", ["ivf", "hnsw"])
+def test_a_gallery_with_an_older_index_kind_opens_searches_and_is_rebuilt_at_its_next_change(tmp_path, old_kind):
+    rng = np.random.default_rng(4)
+    vectors = rng.normal(size=(2000, 32)).astype(np.float32)
+    names = [f"p{i}" for i in range(2000)]
+    gallery = Gallery.create(tmp_path / "g", FP, 32, exact_limit=1000).add(names, ["x"] * 2000, vectors, FP)
+    folder = gallery.path / gallery.version  # as an older release wrote it
+    write_index(build_index(gallery.embeddings(), old_kind), folder / "index.faiss")
+    (folder / "meta.json").write_text(json.dumps({**gallery.meta, "index": old_kind}))
+    old = Gallery.open(gallery.path)
+    assert kind_of(old.index) == old_kind
+    assert [r.identity for r in old.search(vectors[[7, 1500]], FP)] == ["p7", "p1500"]
+    grown = old.add(["new"], ["new.png"], vectors[:1] + 0.01, FP)
+    assert kind_of(grown.index) == "ivfpq" and grown.meta["index"] == "ivfpq" and len(grown) == 2001
+    assert [r.identity for r in grown.search(vectors[[1500]], FP)] == ["p1500"]
 
 
 def test_wrong_embedding_size_is_one_sentence(tmp_path):

@@ -1,8 +1,8 @@
 """Galleries that persist: enrol once, add and remove people, search probes through a FAISS index, and say
 "not enrolled" for strangers at a calibrated false positive identification rate.
 
-`store` (the gallery on disk and its search), `index` (exact or HNSW FAISS index by size), `enrolment` (the
-embedder and its fingerprint, the list of images to enrol), `commands` (enrol, identify,
+`store` (the gallery on disk and its search), `index` (exact, or IVF-PQ fast-scan FAISS index, by size),
+`enrolment` (the embedder and its fingerprint, the list of images to enrol), `commands` (enrol, identify,
 write results: what the CLI and the Space call).
 """
 

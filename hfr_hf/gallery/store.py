@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import TMP_PREFIX, write_json
-from .index import EXACT_LIMIT, build_index, index_kind, kind_of, read_index, write_index
+from .index import EXACT_LIMIT, build_index, fits, index_kind, read_index, refill, write_index
 
 __all__ = ["FUSIONS", "Candidate", "Gallery", "GalleryError", "Identification"]
 
@@ -257,7 +257,9 @@ class Gallery:
         return {"model": self.meta["model"], "adapter": self.meta["adapter"]}
 
     def embeddings(self) -> np.ndarray:
-        return np.asarray(self.records.with_format("numpy")["embedding"], np.float32).reshape(len(self), -1)
+        return np.asarray(self.records.with_format("numpy")["embedding"], np.float32).reshape(
+            len(self), self.meta["embedding_size"]
+        )
 
     @functools.cached_property
     def _most_images(self) -> int:
@@ -328,7 +330,7 @@ class Gallery:
         new = _records(columns, embeddings, self.records.features)
         records = concatenate_datasets([self.records, new])
         kind = index_kind(len(records), self.meta["exact_limit"])
-        if kind == kind_of(self.index):  # extend a copy of the index (an IVF keeps its trained lists)
+        if fits(self.index, len(records), self.meta["exact_limit"]):  # extend a copy (an IVF keeps its lists)
             import faiss
 
             index = faiss.clone_index(self.index)
@@ -349,7 +351,10 @@ class Gallery:
         keep = [i for i, name in enumerate(self._names) if name not in drop]
         records = self.records.select(keep)
         kind = index_kind(len(keep), self.meta["exact_limit"])
-        index = build_index(self.embeddings()[keep], kind)
+        if fits(self.index, len(keep), self.meta["exact_limit"]):  # its trained lists serve the smaller gallery
+            index = refill(self.index, self.embeddings()[keep])
+        else:
+            index = build_index(self.embeddings()[keep], kind)
         return self._commit(self.path, self.version, records, index, {**self.meta, "index": kind})
 
     def calibrate(self, stranger_embeddings, fingerprint: dict, fpir: float = 0.01) -> float:
