@@ -640,7 +640,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_gallery_model_options(enroll, required=False, spectrum=False)
     enroll.add_argument(
-        "--spectrum", default="visible", help="spectrum recorded for the images (visible, thermal, nir)"
+        "--spectrum",
+        default="visible",
+        help="spectrum recorded for the images (visible, thermal, nir); with --detector, thermal and nir images "
+        "are found and checked by it",
     )
     enroll.add_argument("--fusion", choices=["max", "mean"], default="max", help="per-person score of a new gallery")
     enroll.add_argument("--skip-unusable", action="store_true", help="enrol the rest when some images fail alignment")
