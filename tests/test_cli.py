@@ -257,3 +257,16 @@ def test_the_console_script_writes_loadable_folders_and_answers_help_without_tor
     )
     done = subprocess.run([sys.executable, "-c", help_only], capture_output=True, text=True)
     assert done.stdout.strip().splitlines()[-1] == "False False", done.stderr[-1000:]
+
+
+def test_enroll_spectrum_picks_the_detector_only_when_one_is_given(tmp_path, monkeypatch):
+    from hfr_hf.cli import _aligner, build_parser
+
+    monkeypatch.delenv("HFR_HF_DETECTOR", raising=False)
+    base = ["enroll", str(tmp_path), "--gallery", str(tmp_path / "g"), "--spectrum", "thermal"]
+    assert _aligner(build_parser().parse_args(base)).spectrum == "visible"  # aligned crops need no detector
+    chosen = _aligner(build_parser().parse_args([*base, "--detector", str(tmp_path / "det")]))
+    assert chosen.spectrum == "thermal" and str(chosen.detector_weights) == str(tmp_path / "det")
+    verify = build_parser().parse_args(["verify", "a.png", "b.png", "--model", "m", "--spectrum", "auto"])
+    monkeypatch.setenv("HFR_HF_DETECTOR", str(tmp_path / "det"))
+    assert _aligner(verify).spectrum == "auto"  # the environment names the detector
