@@ -547,13 +547,19 @@ def test_auto_search_reads_no_measuring_puj_person(auto_run):
 
 
 def test_auto_search_stops_adding_candidates_when_the_budget_is_spent(workspace):
-    result = train(_auto_config(workspace, "auto_budget", auto_budget_s=0))
+    config = _auto_config(workspace, "auto_budget", auto_budget_s=0)
+    result = train(config)
     search = result.report["preset_search"]
     assert [r["status"] for r in search["candidates"]] == ["done", "skipped: budget spent"]
     assert "score" not in search["candidates"][1]
     assert search["chosen"]["preset"] == "ln" and result.report["config"]["adapter_preset"] == "ln"
     assert search["elapsed_s"] <= search["candidates"][0]["time_s"] + 5.0  # nothing ran after the first candidate
     assert search["real_validation"] is None and "left out by the 0 s budget" in search["why"]
+    trial = result.output_dir / "preset_search" / "ln_lr3e-03" / "report.json"
+    written = trial.stat().st_mtime_ns
+    resumed = train(config, resume=True)  # a finished search is reused, not run again
+    assert resumed.report["preset_search"] == search and trial.stat().st_mtime_ns == written
+    assert resumed.resumed_from is not None and resumed.global_step == result.global_step
 
 
 def test_auto_search_needs_validation_identities(workspace):
