@@ -748,8 +748,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--epochs", type=int, help="training epochs (default: the experiment's)")
     experiment.add_argument("--learning-rate", type=float, help="AdamW learning rate (default: the preset's)")
     search = experiment.add_argument_group("preset search (--preset auto)")
-    search.add_argument("--auto-budget", type=float, metavar="SECONDS", help="wall-clock budget of the search (300)")
-    search.add_argument("--auto-epochs", type=int, metavar="N", help="training epochs of each candidate (2)")
+    search.add_argument("--auto-budget", type=float, metavar="SECONDS", help="wall-clock budget of the search (600)")
+    search.add_argument("--auto-epochs", type=int, metavar="N", help="training epochs of each candidate (1)")
     search.add_argument(
         "--auto-presets", metavar="P1,P2,...", help="presets the search tries (default: every preset but full)"
     )

@@ -162,12 +162,13 @@ class TrainingConfig:
             "preset at factor 1 is tried before any other factor."
         },
     )
-    auto_epochs: int = field(default=2, metadata={"help": "adapter_preset auto: training epochs of each candidate."})
+    auto_epochs: int = field(default=1, metadata={"help": "adapter_preset auto: training epochs of each candidate."})
     auto_budget_s: float = field(
-        default=300.0,
+        default=600.0,
         metadata={
             "help": "adapter_preset auto: wall-clock seconds of the search; no candidate starts once the time spent "
-            "plus one candidate's mean time exceeds it (the first always runs). The full run comes on top."
+            "plus one candidate's mean time exceeds it (the first always runs). The full run comes on top. On the "
+            "main job's protocol the 15 default candidates of one epoch took 494 s (xxs, loaded 2-core machine)."
         },
     )
     auto_real_validation_data: str | None = field(
