@@ -83,12 +83,9 @@ def _real_root(config) -> str | None:
 def _candidates(config) -> list[tuple[str, float]]:
     presets = config.auto_presets or [name for name, spec in ADAPTER_PRESETS.items() if not spec.full]
     factors = sorted(config.auto_learning_rate_factors, key=lambda f: (f != 1.0, abs(math.log(f))))
-    # rounded so that the record reads 9e-4, not 0.0009000000000000001
-    return [
-        (preset, float(f"{ADAPTER_PRESETS[preset].learning_rate * factor:.4g}"))
-        for factor in factors
-        for preset in presets
-    ]
+    # rounded so that the record reads 9e-4, not 0.0009000000000000001; a pair named twice is tried once
+    pairs = [(p, float(f"{ADAPTER_PRESETS[p].learning_rate * f:.4g}")) for f in factors for p in presets]
+    return list(dict.fromkeys(pairs))
 
 
 def search_presets(config, resume: bool = False) -> dict[str, Any]:
