@@ -253,8 +253,8 @@ def run_experiment(
     real_frozen = real_thermal_metrics(base, processor, thermal) if thermal else None
 
     options = {**EXPERIMENT_TRAINING, **(training or {})}
-    if adapter_preset == AUTO_PRESET and thermal and "auto_real_validation_data" not in options:
-        options["auto_real_validation_data"] = str(thermal)  # real evidence, from the PUJ validation people only
+    if adapter_preset == AUTO_PRESET and thermal and "real_validation_data" not in options:
+        options["real_validation_data"] = str(thermal)  # real evidence, from the PUJ validation people only
     config = load_config(
         None,
         model=str(model),

@@ -7,15 +7,17 @@ full run, and scored on validation data only:
 
 - the pseudo-spectral validation EER (VIS vs rendered target on the paired set's validation identities, the best
   epoch's, as the full run keeps its best adapter);
-- where real thermal data is given (`auto_real_validation_data`, else `real_target_data` when it holds the PUJ sets),
-  the mean of three EERs of that adapter on the PUJ `validation` people only (T360 thermal→thermal, FONE
-  thermal→thermal, FONE→T360): the real spectrum, which renders cannot vouch for.
+- where real thermal validation data is given (`real_validation_data`, the folder holding the PUJ sets), the mean of
+  three EERs of that adapter on the PUJ `validation` people only (T360 thermal→thermal, FONE thermal→thermal,
+  FONE→T360): the real spectrum, which renders cannot vouch for.
 
 The score is the pseudo EER alone, or, with real thermal, the mean of the pseudo EER and the real-thermal EER (each
 side half: renders give many pairs, the real faces the truth); lower is better. Candidates run in a fixed order (every
 preset at its own learning rate first, then the other factors), and a candidate is started only while the time spent
 plus the mean time of one candidate fits `auto_budget_s`; the first always runs, so there is always a choice. The
-lowest score wins (ties: fewer trainable parameters, then the earlier candidate). PUJ `test` people and the paired
+lowest score wins (ties: fewer trainable parameters, then the earlier candidate). With real validation data every
+run, the trials and the chosen one's full run alike, keeps the epoch with the lowest score (see `train`), so the full
+run is judged by the rule that chose it. PUJ `test` people and the paired
 set's test identities are never trained on, scored or looked at. The search, every candidate included (those the
 budget left out, marked so), goes to `preset_search.json` in the output folder and into the training report.
 """
@@ -69,17 +71,6 @@ def _validation_people(root: str | os.PathLike) -> list[str]:
     return sorted({p for camera in puj_images(root, wanted).values() for p in camera})
 
 
-def _real_root(config) -> str | None:
-    """Where the real thermal validation people are read: the config's own folder for it, else the PUJ folder of
-    the real target data (a plain identity folder has no validation people)."""
-    if config.auto_real_validation_data:
-        return config.auto_real_validation_data
-    root = config.real_target_data
-    if root and all((Path(root) / camera).is_dir() for camera in ("puj_t360", "puj_fone")):
-        return root
-    return None
-
-
 def _candidates(config) -> list[tuple[str, float]]:
     presets = config.auto_presets or [name for name, spec in ADAPTER_PRESETS.items() if not spec.full]
     factors = sorted(config.auto_learning_rate_factors, key=lambda f: (f != 1.0, abs(math.log(f))))
@@ -94,8 +85,7 @@ def search_presets(config, resume: bool = False) -> dict[str, Any]:
     `<output_dir>/preset_search.json`). `resume=True` takes a finished search found there instead of running one.
     """
     from .files import read_text, write_json
-    from .inference import load_model
-    from .training import load_trained, train
+    from .training import train
 
     output = Path(config.output_dir)
     record_path = output / SEARCH_RECORD
@@ -110,7 +100,7 @@ def search_presets(config, resume: bool = False) -> dict[str, Any]:
             "adapter_preset 'auto' searches in one process: run it without `accelerate launch --num_processes`, then "
             "train the preset and learning rate it chose (in preset_search.json) on several processes."
         )
-    real_root = _real_root(config)
+    real_root = config.real_validation_data
     people = _validation_people(real_root) if real_root is not None else None
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
@@ -149,14 +139,10 @@ def search_presets(config, resume: bool = False) -> dict[str, Any]:
                 "adapter_preset 'auto' scores candidates on validation identities, and this data has none: give "
                 "split_fractions a validation share, or a split file / split column with validation identities."
             )
-        real = None
-        if real_root is not None:
-            base, processor = load_model(config.model)
-            real = real_validation_eers(
-                load_trained(base, result.best_adapter, config.adapter_name), processor, real_root
-            )
+        real = report["best"]["real_thermal"]  # the trial scored its epochs on them (real_validation_data)
+        if real is not None:
             row["real"] = real
-        row["score"] = validation_score(row["pseudo_eer"], real["eer"] if real else None)
+        row["score"] = report["best"]["score"]
         shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # the trial's adapters and report are kept
         times.append(time.perf_counter() - begun)
         row["time_s"] = times[-1]

@@ -45,7 +45,7 @@ from .files import TMP_PREFIX, write_atomic, write_json
 from .image_processing_edgeface import EdgeFaceImageProcessor
 from .inference import load_model
 from .losses import XEdgeFaceLoss, XEdgeFaceLossConfig, teacher_embeddings
-from .preset_search import AUTO_PRESET
+from .preset_search import AUTO_PRESET, real_validation_eers, validation_score
 
 __all__ = [
     "CHECKPOINT_PREFIX",
@@ -171,12 +171,13 @@ class TrainingConfig:
             "main job's protocol the 15 default candidates of one epoch took 494 s (xxs, loaded 2-core machine)."
         },
     )
-    auto_real_validation_data: str | None = field(
+    real_validation_data: str | None = field(
         default=None,
         metadata={
-            "help": "adapter_preset auto: the folder holding puj_t360/ and puj_fone/ whose PUJ validation people "
-            "score each candidate beside the pseudo validation EER; None: real_target_data when it holds them, "
-            "else pseudo validation only."
+            "help": "Real thermal validation evidence: the folder holding puj_t360/ and puj_fone/, whose PUJ "
+            "validation people (only) are scored every epoch beside the pseudo validation EER; the best adapter is "
+            "then kept, and adapter_preset auto's candidates ranked, by (pseudo EER + real EER) / 2 "
+            "(hfr_hf.preset_search.validation_score). None: the pseudo validation EER alone."
         },
     )
     adapter_name: str = field(default="default", metadata={"help": "Name of the PEFT adapter."})
@@ -636,7 +637,8 @@ class TrainingState:
     global_step: int = 0  # optimiser steps done
     epoch: int = 0  # the epoch in progress
     batches_done: int = 0  # batches of `epoch` consumed (per process)
-    best_eer: float | None = None
+    best_eer: float | None = None  # the pseudo validation EER of the best adapter
+    best_score: float | None = None  # what chose it: the EER, or with real_validation_data the search's score
     best_epoch: int | None = None
     best_step: int | None = None
     validated_epochs: list[int] = field(default_factory=list)
@@ -988,6 +990,10 @@ def train(
     accelerator.wait_for_everyone()
 
     # data
+    if config.real_validation_data is not None:
+        from .data.puj import puj_images
+
+        puj_images(config.real_validation_data, [])  # a folder without the PUJ sets is refused before any step
     splits = build_datasets(config)
     train_set = splits["train"]
     target_column = "target_source" if "target_source" in train_set.column_names else "target"
@@ -1060,14 +1066,24 @@ def train(
             return
         if accelerator.is_main_process:
             metrics = evaluate_pairs(unwrapped, processor, splits["validation"], eval_transform, config.eval_batch_size)
-            eer = metrics["cross"].get("eer")
-            state.validation.append({"epoch": epoch, "step": state.global_step, **metrics})
+            eer = score = metrics["cross"].get("eer")
+            entry = {"epoch": epoch, "step": state.global_step, **metrics}
+            if config.real_validation_data is not None and eer is not None:
+                was_training = unwrapped.training
+                unwrapped.eval()
+                entry["real_thermal"] = real_validation_eers(unwrapped, processor, config.real_validation_data)
+                unwrapped.train(was_training)
+                score = entry["score"] = validation_score(eer, entry["real_thermal"]["eer"])
+            state.validation.append(entry)
             accelerator.log(
-                {f"validation/{side}/{k}": v for side, m in metrics.items() for k, v in m.items()},
+                {f"validation/{side}/{k}": v for side, m in entry.items() if isinstance(m, dict) for k, v in m.items()},
                 step=state.global_step,
             )
-            if eer is not None and (state.best_eer is None or eer < state.best_eer):
-                state.best_eer, state.best_epoch, state.best_step = eer, epoch, state.global_step
+            if state.best_score is None:
+                state.best_score = state.best_eer  # a checkpoint of a run from before best_score was recorded
+            if score is not None and (state.best_score is None or score < state.best_score):
+                state.best_eer, state.best_score = eer, score
+                state.best_epoch, state.best_step = epoch, state.global_step
                 best_weights = {n: p.detach().cpu().clone() for n, p in unwrapped.named_parameters() if p.requires_grad}
                 _save_model(unwrapped, output_dir / BEST_ADAPTER, config.adapter_name, processor)
         state.validated_epochs.append(epoch)
@@ -1214,7 +1230,15 @@ def train(
             "epoch_times_s": state.epoch_times,
             "time_per_epoch_s": float(np.mean(state.epoch_times)) if state.epoch_times else None,
             **_peak_memory_mb(),
-            "best": {"eer": state.best_eer, "epoch": state.best_epoch, "step": state.best_step},
+            "best": {
+                "eer": state.best_eer,
+                "score": state.best_score,
+                "real_thermal": next(
+                    (v.get("real_thermal") for v in state.validation if v["epoch"] == state.best_epoch), None
+                ),
+                "epoch": state.best_epoch,
+                "step": state.best_step,
+            },
             "validation": state.validation,
             "test": test or None,
             "adapter": str(adapter_path),

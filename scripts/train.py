@@ -3,7 +3,7 @@
 Every field of `hfr_hf.training.TrainingConfig` can be set in the JSON/YAML file or overridden as `--key value`
 (`--loss.margin 0.2` for the loss); `--help-config` lists them. Runs without `accelerate launch` too (one process).
 `--adapter_preset auto` searches presets × learning rates on the validation identities first (`--auto_budget_s`,
-`--auto_epochs`, `--auto_presets ln,ln_stem`, `--auto_real_validation_data FOLDER`; one process), then trains the best.
+`--auto_epochs`, `--auto_presets ln,ln_stem`, `--real_validation_data FOLDER`; one process), then trains the best.
 """
 
 from __future__ import annotations

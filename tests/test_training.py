@@ -499,7 +499,7 @@ def auto_run(workspace, assets):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(puj, "puj_images", recording)
-        result = train(_auto_config(workspace, "auto", auto_real_validation_data=str(assets / "thermal")))
+        result = train(_auto_config(workspace, "auto", real_validation_data=str(assets / "thermal")))
     return result, set(read)
 
 
@@ -523,6 +523,18 @@ def test_auto_search_records_every_candidate_and_trains_the_lowest_score(auto_ru
     config = result.report["config"]
     assert (config["adapter_preset"], config["learning_rate"]) == (best["preset"], best["learning_rate"])
     assert json.loads((result.output_dir / "preset_search.json").read_text())["chosen"] == search["chosen"]
+
+
+def test_real_validation_data_keeps_the_epoch_with_the_lowest_score(auto_run):
+    from hfr_hf.preset_search import validation_score
+
+    result, _ = auto_run
+    report = result.report
+    for entry in report["validation"]:
+        assert entry["score"] == pytest.approx(validation_score(entry["cross"]["eer"], entry["real_thermal"]["eer"]))
+    best = min(report["validation"], key=lambda v: v["score"])
+    assert (report["best"]["score"], report["best"]["epoch"]) == (best["score"], best["epoch"])
+    assert report["best"]["eer"] == best["cross"]["eer"] and report["best"]["real_thermal"] == best["real_thermal"]
 
 
 def test_auto_candidates_are_scored_on_their_own_trial_runs_without_the_test_identities(auto_run):
