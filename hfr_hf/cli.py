@@ -370,6 +370,50 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment_training(args: argparse.Namespace) -> dict:
+    """The TrainingConfig fields that `hfr-hf experiment`'s flags set; flag mistakes are named as flags."""
+    training: dict = {"num_epochs": args.epochs} if args.epochs else {}
+    if args.learning_rate:
+        if args.preset == "auto":
+            raise ValueError(
+                "--preset auto chooses the learning rate itself; leave out --learning-rate, or give a fixed --preset."
+            )
+        training["learning_rate"] = args.learning_rate
+    auto = {"auto_budget_s": args.auto_budget, "auto_epochs": args.auto_epochs, "auto_presets": args.auto_presets}
+    given = {name: value for name, value in auto.items() if value is not None}
+    if given and args.preset != "auto":
+        flags = ", ".join("--" + name.removesuffix("_s").replace("_", "-") for name in given)
+        raise ValueError(f"{flags} set the preset search, which only --preset auto runs; add --preset auto.")
+    training.update(given)
+    loss = {
+        name: value
+        for name, value in (
+            ("target_identity_weight", args.target_identity_weight),
+            ("alignment_weight", args.alignment_weight),
+            ("target_temperature", args.target_temperature),
+        )
+        if value is not None
+    }
+    uses_real = any(loss.get(name, 0) > 0 for name in ("target_identity_weight", "alignment_weight"))
+    if args.real_target_data and not uses_real:
+        raise ValueError(
+            "--real-target-data is only read by the real-thermal loss terms: add --target-identity-weight and/or "
+            "--alignment-weight above 0 (e.g. 0.1 and 0.5)."
+        )
+    if (uses_real or args.real_target_batch_size or args.target_temperature) and not args.real_target_data:
+        raise ValueError(
+            "--target-identity-weight, --alignment-weight, --target-temperature and --real-target-batch-size train "
+            "on real target faces: give them with --real-target-data FOLDER."
+        )
+    if args.real_target_data:
+        training["real_target_data"] = args.real_target_data
+    if args.real_target_batch_size:
+        training["real_target_batch_size"] = args.real_target_batch_size
+    if loss:
+        training["loss"] = loss
+    return training
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     from .experiment import run_experiment
 
@@ -377,9 +421,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         raise ValueError("Give the faces to build the protocol from: --att FOLDER and/or --yale FOLDER.")
     if args.detector and not args.thermal:
         raise ValueError("--detector aligns the real thermal images: give --thermal FOLDER too.")
-    training = {"num_epochs": args.epochs} if args.epochs else {}
-    if args.learning_rate:
-        training["learning_rate"] = args.learning_rate
+    training = _experiment_training(args)
     result = run_experiment(
         args.model,
         args.output,
@@ -724,10 +766,36 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument(
         "--detector", help="cross-spectral detector that aligns the --thermal images (default: resize them)"
     )
-    experiment.add_argument("--preset", default=None, help="adapter preset (see hfr_hf.adapters.ADAPTER_PRESETS)")
+    experiment.add_argument(
+        "--preset",
+        default=None,
+        help="adapter preset (see hfr_hf.adapters.ADAPTER_PRESETS), or auto: search presets and learning rates on "
+        "the validation identities (with --thermal, its PUJ validation people too), then train the best",
+    )
     experiment.add_argument("--adapter-name", default="thermal", help="name of the PEFT adapter")
     experiment.add_argument("--epochs", type=int, help="training epochs (default: the experiment's)")
-    experiment.add_argument("--learning-rate", type=float, help="AdamW learning rate (default: the experiment's)")
+    experiment.add_argument("--learning-rate", type=float, help="AdamW learning rate (default: the preset's)")
+    search = experiment.add_argument_group("preset search (--preset auto)")
+    search.add_argument("--auto-budget", type=float, metavar="SECONDS", help="wall-clock budget of the search (600)")
+    search.add_argument("--auto-epochs", type=int, metavar="N", help="training epochs of each candidate (1)")
+    search.add_argument(
+        "--auto-presets", metavar="P1,P2,...", help="presets the search tries (default: every preset but full)"
+    )
+    real = experiment.add_argument_group("unpaired real thermal faces in training (off unless a weight is given)")
+    real.add_argument(
+        "--real-target-data",
+        metavar="FOLDER",
+        help="real thermal faces with identities, no visible twins: the folder holding puj_t360/ and puj_fone/ "
+        "(only the PUJ split's train people are read) or a folder of <identity>/ sub-folders",
+    )
+    real.add_argument(
+        "--target-identity-weight", type=float, metavar="W", help="weight of the real target identity term (e.g. 0.1)"
+    )
+    real.add_argument(
+        "--alignment-weight", type=float, metavar="W", help="weight of mean + covariance alignment (e.g. 0.5)"
+    )
+    real.add_argument("--target-temperature", type=float, metavar="T", help="temperature of the identity term (0.1)")
+    real.add_argument("--real-target-batch-size", type=int, metavar="N", help="real images per step (32)")
     experiment.add_argument("--seed", type=int, default=0)
     experiment.set_defaults(func=cmd_experiment)
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .adapters import DEFAULT_ADAPTER_PRESET
+from .preset_search import AUTO_PRESET
 
 __all__ = ["ExperimentResult", "att_all_pairs", "evaluate_protocol_files", "format_table", "run_experiment"]
 
@@ -163,10 +164,36 @@ def format_table(report: dict) -> str:
             a, b = get(real["frozen"], group, key), get(real["adapted"], group, key)
             lines.append(f"{label:28} {a:8.4f} {b:8.4f} {b - a:+8.4f}")
     t = report["training"]
+    search = report.get("preset_search")
+    if search:
+        lines.append(
+            f"preset search ({search['elapsed_s']:.0f} s of a {search['budget_s']:g} s budget, "
+            f"{search['epochs_per_candidate']} epochs each; score = {'(pseudo + real) / 2' if search['real_validation'] else 'pseudo'} validation EER):"
+        )
+        for row in search["candidates"]:
+            if row["status"] != "done":
+                lines.append(f"  {row['preset']:14} lr {row['learning_rate']:.0e}  {row['status']}")
+                continue
+            real = f"  real {row['real']['eer']:.4f}" if "real" in row else ""
+            chosen = (
+                "  ← chosen"
+                if (row["preset"], row["learning_rate"])
+                == (search["chosen"]["preset"], search["chosen"]["learning_rate"])
+                else ""
+            )
+            lines.append(
+                f"  {row['preset']:14} lr {row['learning_rate']:.0e}  pseudo {row['pseudo_eer']:.4f}{real}  "
+                f"score {row['score']:.4f}  ({row['time_s']:.0f} s){chosen}"
+            )
+    v = report.get("validation")
+    if v and v["score"] is not None:
+        real = f", real-thermal EER {v['real_thermal']['eer']:.4f} (PUJ validation people)" if v["real_thermal"] else ""
+        lines.append(f"validation of the kept adapter: pseudo EER {v['pseudo_eer']:.4f}{real}, score {v['score']:.4f}")
+    chosen = f"auto → {report['adapter_preset']}" if search else report["adapter_preset"]
     lines.append(
-        f"adapter {report['adapter_preset']}: {t['trainable_parameters']:,} of {t['total_parameters']:,} parameters "
-        f"({t['trainable_percent']:.2f} %), {t['epochs']} epochs, {t['time_per_epoch_s']:.1f} s/epoch, "
-        f"peak RSS {t['peak_rss_mb']:.0f} MB"
+        f"adapter {chosen} (lr {t['config']['learning_rate']:.0e}): {t['trainable_parameters']:,} of "
+        f"{t['total_parameters']:,} parameters ({t['trainable_percent']:.2f} %), {t['epochs']} epochs, "
+        f"{t['time_per_epoch_s']:.1f} s/epoch, peak RSS {t['peak_rss_mb']:.0f} MB"
     )
     p = report["protocol"]
     lines.append(
@@ -203,14 +230,18 @@ def run_experiment(
     the faces it finds instead of resizing the registered crops.
 
     `training` overrides [`TrainingConfig`] fields (e.g. `{"num_epochs": 3, "loss": {"self_distillation_weight": 0}}`).
+
+    `adapter_preset="auto"` searches presets × learning rates first (`hfr_hf.preset_search`; with `thermal`, the PUJ
+    validation people score the candidates too); the report and the table then hold the search and the choice.
+    Every report has `validation`: the figures (and score) the search ranks by, for the adapter kept.
     """
-    from .adapters import load_adapter
     from .data import build_pseudo_thermal_protocol
     from .data.puj import puj_images
     from .evaluation.real_thermal import real_thermal_metrics
     from .files import write_json
     from .inference import load_model
-    from .training import load_config, train
+    from .preset_search import real_validation_eers, validation_score
+    from .training import load_config, load_trained, train
 
     output = Path(output)
     _check_replaceable(output)
@@ -235,6 +266,8 @@ def run_experiment(
     real_frozen = real_thermal_metrics(base, processor, thermal, aligner=aligner) if thermal else None
 
     options = {**EXPERIMENT_TRAINING, **(training or {})}
+    if adapter_preset == AUTO_PRESET and thermal and "real_validation_data" not in options:
+        options["real_validation_data"] = str(thermal)  # real evidence, from the PUJ validation people only
     config = load_config(
         None,
         model=str(model),
@@ -257,23 +290,29 @@ def run_experiment(
         shutil.rmtree(adapter_dir)
     shutil.copytree(chosen, adapter_dir)
 
-    if (adapter_dir / "adapter_config.json").is_file():
-        adapted_model = load_adapter(base, adapter_dir, adapter_name=adapter_name)
-    else:  # the `full` preset fine-tunes every weight and saves a whole model, not an adapter
-        adapted_model = type(base).from_pretrained(adapter_dir)
-    adapted_model.eval()
+    adapted_model = load_trained(base, adapter_dir, adapter_name)  # (`full`: a whole model folder, not an adapter)
     adapted = evaluate_protocol_files(adapted_model, processor, protocol, progress=progress)
     adapted["att_all_pairs"] = att_all_pairs(adapted_model, processor, protocol.root)
     real_adapted = real_thermal_metrics(adapted_model, processor, thermal, aligner=aligner) if thermal else None
+    t = trained.report
+    # What the preset search ranks by, for the adapter kept: so that fixed presets and `auto` compare on one rule.
+    real_validation = real_validation_eers(adapted_model, processor, thermal) if thermal else None
+    validation = {
+        "pseudo_eer": t["best"]["eer"],
+        "real_thermal": real_validation,
+        "score": None
+        if t["best"]["eer"] is None
+        else validation_score(t["best"]["eer"], real_validation["eer"] if real_validation else None),
+    }
 
     splits = list(protocol.splits.values())
-    t = trained.report
     report = {
         "kind": REPORT_KIND,
         "variant": base.config.variant,
         "model": str(model),
         "adapter": "adapter",
-        "adapter_preset": adapter_preset,
+        "adapter_preset": t["config"]["adapter_preset"],  # the one trained (auto: the one it chose)
+        "adapter_preset_requested": adapter_preset,
         "adapter_name": adapter_name,
         "protocol": {
             "name": PROTOCOL_NAME,
@@ -298,6 +337,9 @@ def run_experiment(
         },
         # PUJ-T360 / PUJ-FONE, measuring people only (hfr_hf/data/puj_split.json); None without --thermal.
         "real_thermal": {"root": str(thermal), "frozen": real_frozen, "adapted": real_adapted} if thermal else None,
+        # Validation identities (pseudo) and PUJ validation people (real): what chooses, never the test ones.
+        "validation": validation,
+        "preset_search": t["preset_search"],
         "training": {
             "trainable_parameters": t["trainable_parameters"],
             "total_parameters": t["total_parameters"],
@@ -309,6 +351,7 @@ def run_experiment(
             "wall_time_s": t["wall_time_s"],
             "peak_rss_mb": t["peak_rss_mb"],
             "best_epoch": t["best"]["epoch"],
+            "learning_rate": t["config"]["learning_rate"],
             "config": t["config"],
         },
     }
@@ -323,7 +366,15 @@ def run_experiment(
 
 # What a training run (training.train) writes into its output folder; a `training/` holding anything else is not
 # one of ours and is not deleted.
-_TRAINING_OUTPUTS = {"checkpoints", "logs", "adapter", "best_adapter", "report.json"}
+_TRAINING_OUTPUTS = {
+    "checkpoints",
+    "logs",
+    "adapter",
+    "best_adapter",
+    "report.json",
+    "preset_search",
+    "preset_search.json",
+}
 
 
 def _check_replaceable(output: Path) -> None:

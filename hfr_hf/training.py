@@ -45,6 +45,7 @@ from .files import TMP_PREFIX, write_atomic, write_json
 from .image_processing_edgeface import EdgeFaceImageProcessor
 from .inference import load_model
 from .losses import XEdgeFaceLoss, XEdgeFaceLossConfig, teacher_embeddings
+from .preset_search import AUTO_PRESET, real_validation_eers, validation_score
 
 __all__ = [
     "CHECKPOINT_PREFIX",
@@ -57,6 +58,7 @@ __all__ = [
     "latest_checkpoint",
     "list_checkpoints",
     "load_config",
+    "load_trained",
     "save_checkpoint",
     "train",
 ]
@@ -140,7 +142,43 @@ class TrainingConfig:
     skip_bad: bool = field(default=False, metadata={"help": "Leave out unreadable images instead of failing."})
     adapter_preset: str = field(
         default=DEFAULT_ADAPTER_PRESET,
-        metadata={"help": f"What trains: one of {', '.join(ADAPTER_PRESETS)} (see hfr_hf.adapters)."},
+        metadata={
+            "help": f"What trains: one of {', '.join(ADAPTER_PRESETS)} (see hfr_hf.adapters), or auto: a search of "
+            "presets × learning rates on the validation identities within auto_budget_s (hfr_hf.preset_search), "
+            "then the chosen one trained fully."
+        },
+    )
+    auto_presets: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "adapter_preset auto: the presets it tries (a list, or comma-separated); None: every preset but "
+            "full (which trains a whole model, not an adapter)."
+        },
+    )
+    auto_learning_rate_factors: list[float] = field(
+        default_factory=lambda: [1.0, 0.3, 3.0],
+        metadata={
+            "help": "adapter_preset auto: learning rates tried per preset, as factors of the preset's own; every "
+            "preset at factor 1 is tried before any other factor."
+        },
+    )
+    auto_epochs: int = field(default=1, metadata={"help": "adapter_preset auto: training epochs of each candidate."})
+    auto_budget_s: float = field(
+        default=600.0,
+        metadata={
+            "help": "adapter_preset auto: wall-clock seconds of the search; no candidate starts once the time spent "
+            "plus one candidate's mean time exceeds it (the first always runs). The full run comes on top. On the "
+            "main job's protocol the 15 default candidates of one epoch took 494 s (xxs, loaded 2-core machine)."
+        },
+    )
+    real_validation_data: str | None = field(
+        default=None,
+        metadata={
+            "help": "Real thermal validation evidence: the folder holding puj_t360/ and puj_fone/, whose PUJ "
+            "validation people (only) are scored every epoch beside the pseudo validation EER; the best adapter is "
+            "then kept, and adapter_preset auto's candidates ranked, by (pseudo EER + real EER) / 2 "
+            "(hfr_hf.preset_search.validation_score). None: the pseudo validation EER alone."
+        },
     )
     adapter_name: str = field(default="default", metadata={"help": "Name of the PEFT adapter."})
     loss: XEdgeFaceLossConfig = field(
@@ -197,10 +235,12 @@ class TrainingConfig:
                 _check_type(f.name, getattr(self, f.name), hints[f.name])
         if self.data_type not in DATA_TYPES:
             raise ValueError(f"data_type must be one of {', '.join(DATA_TYPES)}, got {self.data_type!r}.")
-        if self.adapter_preset not in ADAPTER_PRESETS:
+        if self.adapter_preset not in (*ADAPTER_PRESETS, AUTO_PRESET):
             raise ValueError(
-                f"adapter_preset must be one of {', '.join(ADAPTER_PRESETS)}, got {self.adapter_preset!r}."
+                f"adapter_preset must be one of {', '.join(ADAPTER_PRESETS)} or {AUTO_PRESET}, "
+                f"got {self.adapter_preset!r}."
             )
+        self._check_auto()
         if self.lr_scheduler not in SCHEDULERS:
             raise ValueError(f"lr_scheduler must be one of {', '.join(SCHEDULERS)}, got {self.lr_scheduler!r}.")
         if self.mixed_precision not in MIXED_PRECISION:
@@ -229,10 +269,38 @@ class TrainingConfig:
         for name in ("warmup_steps", "checkpoint_every", "num_workers", "weight_decay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)!r}.")
+        if self.adapter_preset == AUTO_PRESET:
+            if self.learning_rate is not None:
+                raise ValueError(
+                    "adapter_preset auto chooses the learning rate too, so learning_rate must be left unset; "
+                    "set auto_learning_rate_factors to change the rates it tries."
+                )
+            return
         if self.learning_rate is None:
             self.learning_rate = ADAPTER_PRESETS[self.adapter_preset].learning_rate
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}.")
+
+    def _check_auto(self) -> None:
+        if isinstance(self.auto_presets, str):  # "ln,ln_stem" from the command line
+            self.auto_presets = [name.strip() for name in self.auto_presets.split(",") if name.strip()]
+        if isinstance(self.auto_learning_rate_factors, (int, float)):
+            self.auto_learning_rate_factors = [self.auto_learning_rate_factors]
+        if isinstance(self.auto_learning_rate_factors, str):
+            self.auto_learning_rate_factors = [float(v) for v in self.auto_learning_rate_factors.split(",")]
+        if self.auto_presets is not None:
+            unknown = [name for name in self.auto_presets if name not in ADAPTER_PRESETS]
+            if unknown or not self.auto_presets:
+                raise ValueError(
+                    f"auto_presets must name one or more of {', '.join(ADAPTER_PRESETS)}, got {self.auto_presets!r}."
+                )
+        factors = self.auto_learning_rate_factors
+        if not factors or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not f > 0 for f in factors):
+            raise ValueError(f"auto_learning_rate_factors must be positive numbers, got {factors!r}.")
+        if self.auto_epochs < 1:
+            raise ValueError(f"auto_epochs must be at least 1, got {self.auto_epochs!r}.")
+        if not self.auto_budget_s >= 0:
+            raise ValueError(f"auto_budget_s must not be negative, got {self.auto_budget_s!r}.")
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (the loss config nested under `loss`)."""
@@ -569,7 +637,8 @@ class TrainingState:
     global_step: int = 0  # optimiser steps done
     epoch: int = 0  # the epoch in progress
     batches_done: int = 0  # batches of `epoch` consumed (per process)
-    best_eer: float | None = None
+    best_eer: float | None = None  # the pseudo validation EER of the best adapter
+    best_score: float | None = None  # what chose it: the EER, or with real_validation_data the search's score
     best_epoch: int | None = None
     best_step: int | None = None
     validated_epochs: list[int] = field(default_factory=list)
@@ -862,14 +931,29 @@ def train(
     config: TrainingConfig,
     resume: bool = False,
     step_callback: Callable[[TrainingState], None] | None = None,
+    evaluate_test: bool = True,
 ) -> TrainingResult:
     """
     Train an xEdgeFace adapter as `config` says (see the module docstring); returns where everything went.
 
     `resume=True` continues from the newest complete checkpoint in `config.output_dir/checkpoints` (from scratch
     when there is none). `step_callback(state)` runs on every process after every optimiser step (and after a
-    checkpoint of that step); an exception there stops the run, as a kill would.
+    checkpoint of that step); an exception there stops the run, as a kill would. `evaluate_test=False` leaves the
+    test identities alone (no before/after comparison): the preset search's trials must not look at them.
+
+    `config.adapter_preset == "auto"` first runs the preset search ([`hfr_hf.preset_search.search_presets`]; a
+    resume reuses a finished one), then trains the chosen preset and learning rate; the report holds the search
+    under `preset_search`.
     """
+    search = None
+    if config.adapter_preset == AUTO_PRESET:
+        import dataclasses
+
+        from .preset_search import search_presets
+
+        search = search_presets(config, resume=resume)
+        chosen = search["chosen"]
+        config = dataclasses.replace(config, adapter_preset=chosen["preset"], learning_rate=chosen["learning_rate"])
     from accelerate import Accelerator, DataLoaderConfiguration
     from accelerate.utils import ProjectConfiguration, is_tensorboard_available, set_seed
     from peft import PeftModel
@@ -906,6 +990,10 @@ def train(
     accelerator.wait_for_everyone()
 
     # data
+    if config.real_validation_data is not None:
+        from .data.puj import puj_images
+
+        puj_images(config.real_validation_data, [])  # a folder without the PUJ sets is refused before any step
     splits = build_datasets(config)
     train_set = splits["train"]
     target_column = "target_source" if "target_source" in train_set.column_names else "target"
@@ -978,14 +1066,24 @@ def train(
             return
         if accelerator.is_main_process:
             metrics = evaluate_pairs(unwrapped, processor, splits["validation"], eval_transform, config.eval_batch_size)
-            eer = metrics["cross"].get("eer")
-            state.validation.append({"epoch": epoch, "step": state.global_step, **metrics})
+            eer = score = metrics["cross"].get("eer")
+            entry = {"epoch": epoch, "step": state.global_step, **metrics}
+            if config.real_validation_data is not None and eer is not None:
+                was_training = unwrapped.training
+                unwrapped.eval()
+                entry["real_thermal"] = real_validation_eers(unwrapped, processor, config.real_validation_data)
+                unwrapped.train(was_training)
+                score = entry["score"] = validation_score(eer, entry["real_thermal"]["eer"])
+            state.validation.append(entry)
             accelerator.log(
-                {f"validation/{side}/{k}": v for side, m in metrics.items() for k, v in m.items()},
+                {f"validation/{side}/{k}": v for side, m in entry.items() if isinstance(m, dict) for k, v in m.items()},
                 step=state.global_step,
             )
-            if eer is not None and (state.best_eer is None or eer < state.best_eer):
-                state.best_eer, state.best_epoch, state.best_step = eer, epoch, state.global_step
+            if state.best_score is None:
+                state.best_score = state.best_eer  # a checkpoint of a run from before best_score was recorded
+            if score is not None and (state.best_score is None or score < state.best_score):
+                state.best_eer, state.best_score = eer, score
+                state.best_epoch, state.best_step = epoch, state.global_step
                 best_weights = {n: p.detach().cpu().clone() for n, p in unwrapped.named_parameters() if p.requires_grad}
                 _save_model(unwrapped, output_dir / BEST_ADAPTER, config.adapter_name, processor)
         state.validated_epochs.append(epoch)
@@ -1081,7 +1179,7 @@ def train(
     if accelerator.is_main_process:
         _save_model(unwrapped, adapter_path, config.adapter_name, processor)
         test = {}
-        if "test" in splits:
+        if "test" in splits and evaluate_test:
             unwrapped.eval()
             test["after_last"] = evaluate_pairs(
                 unwrapped, processor, splits["test"], eval_transform, config.eval_batch_size
@@ -1132,12 +1230,21 @@ def train(
             "epoch_times_s": state.epoch_times,
             "time_per_epoch_s": float(np.mean(state.epoch_times)) if state.epoch_times else None,
             **_peak_memory_mb(),
-            "best": {"eer": state.best_eer, "epoch": state.best_epoch, "step": state.best_step},
+            "best": {
+                "eer": state.best_eer,
+                "score": state.best_score,
+                "real_thermal": next(
+                    (v.get("real_thermal") for v in state.validation if v["epoch"] == state.best_epoch), None
+                ),
+                "epoch": state.best_epoch,
+                "step": state.best_step,
+            },
             "validation": state.validation,
             "test": test or None,
             "adapter": str(adapter_path),
             "best_adapter": str(best_path) if best_path else None,
             "config": config.to_dict(),
+            "preset_search": search,
         }
         write_json(output_dir / "report.json", report)
     accelerator.wait_for_everyone()
@@ -1178,6 +1285,17 @@ def _save_model(model: nn.Module, path: Path, adapter_name: str, processor: Edge
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
     _swap_into_place(tmp, path)
+
+
+def load_trained(base: nn.Module, path: str | os.PathLike, adapter_name: str = "default") -> nn.Module:
+    """What a run saved in `path` (`adapter/`, `best_adapter/`) on its `base` EdgeFace: the adapter loaded onto it,
+    or, for full fine-tuning (a whole model folder), that model; in eval mode."""
+    from .adapters import load_adapter
+
+    path = Path(path)
+    if (path / "adapter_config.json").is_file():
+        return load_adapter(base, path, adapter_name=adapter_name).eval()
+    return type(base).from_pretrained(path).eval()
 
 
 def _assign(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:

@@ -1,8 +1,9 @@
 """Adaptation benchmark: every adapter preset on the pseudo-thermal protocol, for EdgeFace-XXS and -XS, with the
 real-thermal measures (PUJ-T360 / PUJ-FONE, the people kept for measuring) beside the pseudo ones.
 
-    python scripts/bench_adaptation.py [--variants xxs xs] [--presets ln ln_stem ...] [--output runs/bench_adaptation]
+    python scripts/bench_adaptation.py [--variants xxs xs] [--presets ln ln_stem ... auto] [--output runs/bench_adaptation]
         [--runs LABEL ...]   # only these runs (labels as printed, e.g. "ln_stem + real thermal")
+        [--auto-budget 600] [--auto-epochs 1]   # the preset search of the `auto` run
 
 For each variant and preset it runs `hfr_hf.experiment.run_experiment` (frozen vs adapted on test identities never
 seen in training) and prints trainable parameters, time per epoch, cross-spectral EER / TAR@FAR=1 % / rank-1,
@@ -10,7 +11,9 @@ VIS→VIS AUC, AT&T all-pairs TAR@FAR 1e-3 / 1e-4, and the real-thermal EER per 
 and after; the default preset runs again with the self-distillation weight at 0, and with the unpaired real
 thermal training people (target identity + distribution alignment terms, each alone and both). Then one epoch of
 1,000 pseudo pairs (rendering and augmentation included) on xxs with the default preset: wall time and peak memory,
-in a fresh process. Results go to `<output>/bench_adaptation.json`. Official weights come from HFR_HF_WEIGHTS_DIR (or
+in a fresh process. `auto` (`adapter_preset="auto"`, `hfr_hf.preset_search`) runs beside the fixed presets; every run
+also reports its validation figures by the search's rule (pseudo validation EER, the PUJ validation people's
+real-thermal EER, their mean: the score), and the summary says whether `auto` reached the best fixed preset's score. Results go to `<output>/bench_adaptation.json`. Official weights come from HFR_HF_WEIGHTS_DIR (or
 the Hub); faces from HFR_HF_ASSETS (default ../shared/assets).
 """
 
@@ -25,12 +28,15 @@ import sys
 import time
 from pathlib import Path
 
+from hfr_hf.adapters import ADAPTER_PRESETS
+
 REPO = Path(__file__).resolve().parents[1]
 # Weights of the unpaired real thermal terms: at 1.0 the identity term (~3.5 at the start, against ~0.5 for the
 # contrastive one) took over and self-distillation rose to 0.4 within 20 steps; these keep the terms comparable.
 REAL_IDENTITY_WEIGHT = 0.1
 REAL_ALIGNMENT_WEIGHT = 0.5
 ASSETS = Path(os.environ.get("HFR_HF_ASSETS", REPO.parent / "shared" / "assets"))
+ALL_PRESETS = list(ADAPTER_PRESETS)
 
 
 def _converted(variant: str, root: Path) -> Path:
@@ -48,6 +54,8 @@ def _row(report: dict, label: str) -> dict:
         "run": label,
         "variant": report["variant"],
         "preset": report["adapter_preset"],
+        "learning_rate": t.get("learning_rate"),
+        **_validation_row(report),
         "trainable": t["trainable_parameters"],
         "trainable_percent": t["trainable_percent"],
         "s_per_epoch": t["time_per_epoch_s"],
@@ -59,6 +67,23 @@ def _row(report: dict, label: str) -> dict:
     }
 
 
+def _validation_row(report: dict) -> dict:
+    """What the preset search ranks by, for the adapter the run kept (validation identities / PUJ validation people)."""
+    v = report.get("validation") or {}
+    real = v.get("real_thermal")
+    search = report.get("preset_search")
+    out = {
+        "val_pseudo_eer": v.get("pseudo_eer"),
+        "val_real_eer": real["eer"] if real else None,
+        "val_score": v.get("score"),
+    }
+    if search:
+        out["search_s"] = search["elapsed_s"]
+        out["search_tried"] = sum(r["status"] == "done" for r in search["candidates"])
+        out["search_candidates"] = len(search["candidates"])
+    return out
+
+
 def _real_row(report: dict) -> dict:
     """Real-thermal and fine RGB figures, (frozen, adapted) pairs."""
     out = {}
@@ -68,6 +93,7 @@ def _real_row(report: dict) -> dict:
         out["t360_eer"] = (f["puj_t360"]["eer"], a["puj_t360"]["eer"])
         out["fone_eer"] = (f["puj_fone"]["eer"], a["puj_fone"]["eer"])
         out["cross_rank1"] = (f["cross"]["rank1"], a["cross"]["rank1"])
+        out["cross_eer"] = (f["cross"]["eer"], a["cross"]["eer"])
     rgb = report["results"]["frozen"].get("att_all_pairs")
     if rgb:
         a = report["results"]["adapted"]["att_all_pairs"]
@@ -79,18 +105,41 @@ def _real_row(report: dict) -> dict:
 
 def _table(rows: list[dict]) -> str:
     head = (
-        "| variant | run | trainable | s/epoch | pseudo EER | pseudo rank-1 | AT&T TAR@1e-3 | AT&T TAR@1e-4 "
-        "| T360 EER | FONE EER | FONE→T360 rank-1 |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| variant | run | lr | trainable | s/epoch | val pseudo EER | val real EER | val score | pseudo EER "
+        "| pseudo rank-1 | AT&T TAR@1e-3 | AT&T TAR@1e-4 | T360 EER | FONE EER | FONE→T360 rank-1 | FONE→T360 EER |"
+        "\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     pair = lambda r, k, f=".3f": f"{r[k][0]:{f}} → {r[k][1]:{f}}" if k in r else "–"  # noqa: E731
+    one = lambda r, k: "–" if r.get(k) is None else f"{r[k]:.3f}"  # noqa: E731
     lines = [head]
     for r in rows:
+        run = f"{r['run']} → {r['preset']}" if r["run"] == "auto" else r["run"]
         lines.append(
-            f"| {r['variant']} | {r['run']} | {r['trainable']:,} ({r['trainable_percent']:.2f} %) | {r['s_per_epoch']:.1f} "
+            f"| {r['variant']} | {run} | {'–' if r.get('learning_rate') is None else format(r['learning_rate'], '.0e')} | {r['trainable']:,} ({r['trainable_percent']:.2f} %) "
+            f"| {r['s_per_epoch']:.1f} | {one(r, 'val_pseudo_eer')} | {one(r, 'val_real_eer')} | {one(r, 'val_score')} "
             f"| {pair(r, 'eer')} | {pair(r, 'rank1')} | {pair(r, 'att_tar_1e-3', '.4f')} | {pair(r, 'att_tar_1e-4', '.4f')} "
-            f"| {pair(r, 't360_eer')} | {pair(r, 'fone_eer')} | {pair(r, 'cross_rank1')} |"
+            f"| {pair(r, 't360_eer')} | {pair(r, 'fone_eer')} | {pair(r, 'cross_rank1')} | {pair(r, 'cross_eer')} |"
         )
     return "\n".join(lines)
+
+
+def _auto_verdict(rows: list[dict]) -> list[str]:
+    """Per variant: did `auto` reach the best fixed preset's validation score (lower is better)?"""
+    out = []
+    for variant in sorted({r["variant"] for r in rows}):
+        auto = [r for r in rows if r["variant"] == variant and r["run"] == "auto"]
+        fixed = [r for r in rows if r["variant"] == variant and r["run"] in ALL_PRESETS and r["val_score"] is not None]
+        if not auto or not fixed or auto[0]["val_score"] is None:
+            continue
+        best = min(fixed, key=lambda r: r["val_score"])
+        a = auto[0]
+        verdict = "reaches" if a["val_score"] <= best["val_score"] else "does not reach"
+        out.append(
+            f"{variant}: auto ({a['preset']}, lr {a['learning_rate']:.0e}; search {a['search_s']:.0f} s, "
+            f"{a['search_tried']} of {a['search_candidates']} candidates) val score {a['val_score']:.4f} {verdict} the "
+            f"best fixed preset's ({best['run']}: {best['val_score']:.4f})"
+        )
+    return out
 
 
 def one_epoch(model: Path, protocol: Path, output: Path, pairs: int, preset: str) -> dict:
@@ -129,11 +178,13 @@ def one_epoch(model: Path, protocol: Path, output: Path, pairs: int, preset: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hfr_hf.adapters import ADAPTER_PRESETS, DEFAULT_ADAPTER_PRESET
+    from hfr_hf.adapters import DEFAULT_ADAPTER_PRESET
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=["xxs", "xs"])
-    parser.add_argument("--presets", nargs="+", default=list(ADAPTER_PRESETS), choices=list(ADAPTER_PRESETS))
+    parser.add_argument("--presets", nargs="+", default=ALL_PRESETS + ["auto"], choices=ALL_PRESETS + ["auto"])
+    parser.add_argument("--auto-budget", type=float, default=600.0, help="seconds of the auto run's preset search")
+    parser.add_argument("--auto-epochs", type=int, default=1, help="training epochs of each candidate of the search")
     parser.add_argument("--output", type=Path, default=REPO / "runs" / "bench_adaptation")
     parser.add_argument("--epoch-pairs", type=int, default=1000, help="pairs of the one-epoch timing (0: skip it)")
     parser.add_argument("--no-ablation", action="store_true", help="skip the self-distillation-off run")
@@ -162,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     rows, reports = [], {}
     for variant in args.variants:
         model = _converted(variant, models)
-        runs = [(preset, preset, None) for preset in args.presets]
+        auto = {"auto_budget_s": args.auto_budget, "auto_epochs": args.auto_epochs}
+        runs = [(preset, preset, auto if preset == "auto" else None) for preset in args.presets]
         if not args.no_ablation:
             real = {"real_target_data": str(args.thermal)}
             runs += [
@@ -243,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     (output / "bench_adaptation.json").write_text(json.dumps(summary, indent=2) + "\n")
     print()
     print(_table(rows))
+    for line in _auto_verdict(rows):
+        print(line)
     if "one_epoch" in summary:
         e = summary["one_epoch"]
         print(

@@ -2,6 +2,8 @@
 
 Every field of `hfr_hf.training.TrainingConfig` can be set in the JSON/YAML file or overridden as `--key value`
 (`--loss.margin 0.2` for the loss); `--help-config` lists them. Runs without `accelerate launch` too (one process).
+`--adapter_preset auto` searches presets × learning rates on the validation identities first (`--auto_budget_s`,
+`--auto_epochs`, `--auto_presets ln,ln_stem`, `--real_validation_data FOLDER`; one process), then trains the best.
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if result.report:
+        search = result.report.get("preset_search")
+        if search:
+            chosen = search["chosen"]
+            print(f"preset search: {chosen['preset']} at learning rate {chosen['learning_rate']:.0e}, {search['why']}")
         print(f"trained {result.global_step} steps; adapter in {result.adapter}; report in {result.report_path}")
     return 0
 

@@ -212,3 +212,123 @@ def test_thermal_dark_facial_lines_render_cooler():
     plain_t, lined_t = renderer.temperature(face, seed=1), renderer.temperature(lined, seed=1)
     assert (lined_t[87:91, 42:70] < plain_t[87:91, 42:70] - 0.02).mean() > 0.9
     assert np.abs(lined_t[20:40] - plain_t[20:40]).max() < 1e-3  # elsewhere the same render
+
+
+def _experiment_flags(monkeypatch, argv: list[str]) -> dict:
+    """The keyword arguments `hfr-hf experiment argv` hands run_experiment (which is not run)."""
+    import hfr_hf.experiment
+
+    seen = {}
+
+    def record(model, output, **kwargs):
+        seen.update(kwargs)
+        raise ValueError("recorded")
+
+    monkeypatch.setattr(hfr_hf.experiment, "run_experiment", record)
+    assert cli_main(["experiment", "--model", "m", "--output", "o", "--att", "faces", *argv]) == 1
+    return seen
+
+
+def test_cli_search_and_real_thermal_flags_reach_the_training_config(monkeypatch, capsys):
+    from hfr_hf.training import load_config
+
+    argv = ["--preset", "auto", "--auto-budget", "120", "--auto-epochs", "1", "--auto-presets", "ln,ln_stem_s0"]
+    argv += ["--real-target-data", "thermal", "--target-identity-weight", "0.1", "--alignment-weight", "0.5"]
+    argv += ["--target-temperature", "0.2", "--real-target-batch-size", "16"]
+    seen = _experiment_flags(monkeypatch, argv)
+    assert "recorded" in capsys.readouterr().err
+    config = load_config(
+        None, model="m", data="d", output_dir="o", adapter_preset=seen["adapter_preset"], **seen["training"]
+    )
+    assert (config.adapter_preset, config.auto_budget_s, config.auto_epochs) == ("auto", 120.0, 1)
+    assert config.auto_presets == ["ln", "ln_stem_s0"] and config.learning_rate is None
+    assert (config.real_target_data, config.real_target_batch_size) == ("thermal", 16)
+    loss = config.loss
+    assert (loss.target_identity_weight, loss.alignment_weight, loss.target_temperature) == (0.1, 0.5, 0.2)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--preset", "auto", "--learning-rate", "1e-3"], "leave out --learning-rate"),
+        (["--auto-budget", "60"], "--auto-budget set the preset search, which only --preset auto runs"),
+        (["--real-target-data", "thermal"], "add --target-identity-weight and/or --alignment-weight"),
+        (["--alignment-weight", "0.5"], "give them with --real-target-data FOLDER"),
+    ],
+)
+def test_cli_flag_mistakes_are_named_as_flags(monkeypatch, capsys, argv, message):
+    assert _experiment_flags(monkeypatch, argv) == {}
+    assert message in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def auto_experiment(experiment, faces, xxs_folder, assets, tmp_path_factory):
+    """`--preset auto` on the same protocol: two candidates of one epoch, then one epoch of the chosen one."""
+    from hfr_hf.experiment import run_experiment
+
+    return run_experiment(
+        xxs_folder,
+        tmp_path_factory.mktemp("auto"),
+        att=faces["att"],
+        yale=faces["yale"],
+        adapter_preset="auto",
+        protocol_dir=experiment.output / "protocol",
+        thermal=assets / "thermal",
+        training={
+            "num_epochs": 1,
+            "batch_size": 16,
+            "auto_presets": ["ln", "ln_stem"],
+            "auto_learning_rate_factors": [1.0],
+            "auto_epochs": 1,
+        },
+        plots=False,
+        progress=False,
+    )
+
+
+def test_auto_report_holds_the_search_and_trains_its_choice(auto_experiment):
+    from hfr_hf.data.puj import load_puj_split
+
+    report = auto_experiment.report
+    search = report["preset_search"]
+    assert [r["preset"] for r in search["candidates"] if r["status"] == "done"] == ["ln", "ln_stem"]
+    assert report["adapter_preset_requested"] == "auto"
+    assert (
+        report["adapter_preset"]
+        == search["chosen"]["preset"]
+        == min(search["candidates"], key=lambda r: r["score"])["preset"]
+    )
+    assert report["training"]["learning_rate"] == search["chosen"]["learning_rate"]
+    validation = sorted(p for p, s in load_puj_split().items() if s == "validation")
+    assert search["real_validation"]["people"] == validation  # --thermal's validation people, not its measuring ones
+    table = auto_experiment.table()
+    assert "preset search" in table and "← chosen" in table and f"auto → {report['adapter_preset']}" in table
+
+
+def test_auto_validation_figures_are_those_of_the_kept_adapter(auto_experiment, xxs_folder, assets):
+    from hfr_hf.inference import load_model
+    from hfr_hf.preset_search import real_validation_eers, validation_score
+    from hfr_hf.training import load_trained
+
+    model, processor = load_model(xxs_folder)
+    kept = load_trained(model, auto_experiment.adapter, "thermal")
+    real = real_validation_eers(kept, processor, assets / "thermal")
+    v = auto_experiment.report["validation"]
+    assert v["real_thermal"]["eer"] == pytest.approx(real["eer"], abs=1e-6)
+    training = json.loads((auto_experiment.output / "training" / "report.json").read_text())
+    assert v["pseudo_eer"] == training["best"]["eer"]
+    assert v["score"] == pytest.approx(validation_score(v["pseudo_eer"], real["eer"]))
+
+
+def test_auto_trials_train_and_validate_on_their_splits_only(auto_experiment):
+    from hfr_hf.training import build_datasets, load_config
+
+    splits = json.loads(Path(auto_experiment.report["training"]["config"]["split_file"]).read_text())
+    trials = sorted((auto_experiment.output / "training" / "preset_search").glob("*/report.json"))
+    assert len(trials) == 2
+    for path in trials:
+        trial = json.loads(path.read_text())
+        assert trial["test"] is None
+        datasets = build_datasets(load_config(None, **trial["config"]))
+        for name in ("train", "validation"):  # no test identity is trained on or scored
+            assert {splits[i] for i in datasets[name]["identity"]} == {name}

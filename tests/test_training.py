@@ -214,6 +214,10 @@ def test_two_cpu_processes(workspace):
         ({"epochs": 3}, "Unknown training option(s) epochs"),
         ({"loss": {"margin": 2.0}}, "margin is a cosine"),
         ({"loss": {"temperature": 2.0}}, "Unknown loss option(s) temperature"),
+        ({"adapter_preset": "auto"}, "learning_rate must be left unset"),
+        ({"adapter_preset": "auto", "learning_rate": None, "auto_presets": "ln,lora"}, "auto_presets must name"),
+        ({"auto_learning_rate_factors": [1.0, 0.0]}, "auto_learning_rate_factors must be positive"),
+        ({"auto_budget_s": -1}, "auto_budget_s must not be negative"),
     ],
 )
 def test_bad_config_values_are_explained(workspace, values, message):
@@ -461,3 +465,115 @@ def test_help_config_says_required_not_missing(capsys):
     text = capsys.readouterr().out
     assert "MISSING" not in text and "--model (required)" in text and "--output_dir (required)" in text
     assert "--batch_size (default 32)" in text and "--split_fractions (default (0.7, 0.1, 0.2))" in text
+
+
+# --- adapter_preset "auto": the preset search ---------------------------------------------------------------------
+
+
+def _auto_config(workspace: Path, output: str, **values) -> TrainingConfig:
+    """Two candidates (ln, ln_stem at their own learning rates), one epoch each, one epoch for the chosen one."""
+    options = dict(
+        adapter_preset="auto",
+        learning_rate=None,
+        auto_presets="ln,ln_stem",
+        auto_learning_rate_factors=[1.0],
+        auto_epochs=1,
+        num_epochs=1,
+        checkpoint_every=0,
+    )
+    return make_config(workspace, output, **{**options, **values})
+
+
+@pytest.fixture(scope="module")
+def auto_run(workspace, assets):
+    """The search with the real thermal validation people scored beside the pseudo validation EER; every PUJ person
+    whose images anything reads is recorded."""
+    import hfr_hf.data.puj as puj
+
+    read, original = [], puj.puj_images
+
+    def recording(root, identities=None):
+        images = original(root, identities)
+        read.extend(person for camera in images.values() for person in camera)
+        return images
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(puj, "puj_images", recording)
+        result = train(_auto_config(workspace, "auto", real_validation_data=str(assets / "thermal")))
+    return result, set(read)
+
+
+def test_auto_search_records_every_candidate_and_trains_the_lowest_score(auto_run):
+    from hfr_hf.preset_search import validation_score
+
+    result, _ = auto_run
+    search = result.report["preset_search"]
+    rows = search["candidates"]
+    assert [(r["preset"], r["learning_rate"], r["status"]) for r in rows] == [
+        ("ln", 3e-3, "done"),
+        ("ln_stem", 3e-3, "done"),
+    ]
+    for row in rows:
+        assert row["score"] == pytest.approx(validation_score(row["pseudo_eer"], row["real"]["eer"]))
+        assert row["real"]["eer"] == pytest.approx(
+            (row["real"]["t360_eer"] + row["real"]["fone_eer"] + row["real"]["cross_eer"]) / 3
+        )
+    best = min(rows, key=lambda r: (r["score"], r["trainable_parameters"]))
+    assert (search["chosen"]["preset"], search["chosen"]["score"]) == (best["preset"], best["score"])
+    config = result.report["config"]
+    assert (config["adapter_preset"], config["learning_rate"]) == (best["preset"], best["learning_rate"])
+    assert json.loads((result.output_dir / "preset_search.json").read_text())["chosen"] == search["chosen"]
+
+
+def test_real_validation_data_keeps_the_epoch_with_the_lowest_score(auto_run):
+    from hfr_hf.preset_search import validation_score
+
+    result, _ = auto_run
+    report = result.report
+    for entry in report["validation"]:
+        assert entry["score"] == pytest.approx(validation_score(entry["cross"]["eer"], entry["real_thermal"]["eer"]))
+    best = min(report["validation"], key=lambda v: v["score"])
+    assert (report["best"]["score"], report["best"]["epoch"]) == (best["score"], best["epoch"])
+    assert report["best"]["eer"] == best["cross"]["eer"] and report["best"]["real_thermal"] == best["real_thermal"]
+
+
+def test_auto_candidates_are_scored_on_their_own_trial_runs_without_the_test_identities(auto_run):
+    result, _ = auto_run
+    for row in result.report["preset_search"]["candidates"]:
+        trial = json.loads(
+            (result.output_dir / "preset_search" / f"{row['preset']}_lr3e-03" / "report.json").read_text()
+        )
+        assert trial["best"]["eer"] == row["pseudo_eer"]
+        assert trial["test"] is None  # trials never look at the test identities
+        assert trial["config"]["adapter_preset"] == row["preset"] and trial["epochs"] == 1
+
+
+def test_auto_search_reads_no_measuring_puj_person(auto_run):
+    from hfr_hf.data.puj import load_puj_split
+
+    result, read = auto_run
+    split = load_puj_split()
+    validation = sorted(p for p, s in split.items() if s == "validation")
+    assert result.report["preset_search"]["real_validation"]["people"] == validation
+    assert read == set(validation)  # not one image of a test (measuring) or training person was scored or read
+
+
+def test_auto_search_stops_adding_candidates_when_the_budget_is_spent(workspace):
+    config = _auto_config(workspace, "auto_budget", auto_budget_s=0)
+    result = train(config)
+    search = result.report["preset_search"]
+    assert [r["status"] for r in search["candidates"]] == ["done", "skipped: budget spent"]
+    assert "score" not in search["candidates"][1]
+    assert search["chosen"]["preset"] == "ln" and result.report["config"]["adapter_preset"] == "ln"
+    assert search["elapsed_s"] <= search["candidates"][0]["time_s"] + 5.0  # nothing ran after the first candidate
+    assert search["real_validation"] is None and "left out by the 0 s budget" in search["why"]
+    trial = result.output_dir / "preset_search" / "ln_lr3e-03" / "report.json"
+    written = trial.stat().st_mtime_ns
+    resumed = train(config, resume=True)  # a finished search is reused, not run again
+    assert resumed.report["preset_search"] == search and trial.stat().st_mtime_ns == written
+    assert resumed.resumed_from is not None and resumed.global_step == result.global_step
+
+
+def test_auto_search_needs_validation_identities(workspace):
+    with pytest.raises(ValueError, match="auto.*validation identities"):
+        train(_auto_config(workspace, "auto_no_validation", split_fractions=(0.8, 0.0, 0.2)))
