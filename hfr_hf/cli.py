@@ -391,6 +391,7 @@ def _experiment_training(args: argparse.Namespace) -> dict:
             ("target_identity_weight", args.target_identity_weight),
             ("alignment_weight", args.alignment_weight),
             ("target_temperature", args.target_temperature),
+            ("self_distillation_weight", args.self_distillation_weight),
         )
         if value is not None
     }
@@ -796,6 +797,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     real.add_argument("--target-temperature", type=float, metavar="T", help="temperature of the identity term (0.1)")
     real.add_argument("--real-target-batch-size", type=int, metavar="N", help="real images per step (32)")
+    experiment.add_argument(
+        "--self-distillation-weight",
+        type=float,
+        metavar="W",
+        help="weight of the term that keeps visible embeddings where the frozen model puts them (1; 3 keeps RGB "
+        "within 0.005 TAR with the real thermal terms, README)",
+    )
     experiment.add_argument("--seed", type=int, default=0)
     experiment.set_defaults(func=cmd_experiment)
 

@@ -234,7 +234,7 @@ def test_cli_search_and_real_thermal_flags_reach_the_training_config(monkeypatch
 
     argv = ["--preset", "auto", "--auto-budget", "120", "--auto-epochs", "1", "--auto-presets", "ln,ln_stem_s0"]
     argv += ["--real-target-data", "thermal", "--target-identity-weight", "0.1", "--alignment-weight", "0.5"]
-    argv += ["--target-temperature", "0.2", "--real-target-batch-size", "16"]
+    argv += ["--target-temperature", "0.2", "--real-target-batch-size", "16", "--self-distillation-weight", "3"]
     seen = _experiment_flags(monkeypatch, argv)
     assert "recorded" in capsys.readouterr().err
     config = load_config(
@@ -245,6 +245,7 @@ def test_cli_search_and_real_thermal_flags_reach_the_training_config(monkeypatch
     assert (config.real_target_data, config.real_target_batch_size) == ("thermal", 16)
     loss = config.loss
     assert (loss.target_identity_weight, loss.alignment_weight, loss.target_temperature) == (0.1, 0.5, 0.2)
+    assert loss.self_distillation_weight == 3.0
 
 
 @pytest.mark.parametrize(
