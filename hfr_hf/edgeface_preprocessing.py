@@ -23,6 +23,7 @@ __all__ = [
     "PREPROCESSING_DEFAULTS",
     "EdgeFaceBatch",
     "EdgeFacePreprocessor",
+    "ImageConversion",
     "check_settings",
     "preprocess_pixels",
     "resolve_settings",
@@ -252,7 +253,26 @@ class EdgeFaceBatch(dict):
             raise AttributeError(name) from None
 
 
-class EdgeFacePreprocessor:
+class ImageConversion:
+    """`to_uint8` / `to_rgb_uint8` of an image processor that has `intensity_normalization` (shared by
+    `EdgeFacePreprocessor` and `EdgeFaceImageProcessor`)."""
+
+    intensity_normalization: str
+
+    def to_uint8(
+        self, image: Any, input_data_format: str | None = None, intensity_normalization: str | None = None
+    ) -> np.ndarray:
+        """One image of any supported kind → (H, W, C) uint8 with its own channels (C in 1..4)."""
+        return to_uint8(image, input_data_format, intensity_normalization or self.intensity_normalization)
+
+    def to_rgb_uint8(
+        self, image: Any, input_data_format: str | None = None, intensity_normalization: str | None = None
+    ) -> np.ndarray:
+        """One image of any supported kind → (H, W, 3) uint8 RGB."""
+        return to_rgb(self.to_uint8(image, input_data_format, intensity_normalization))
+
+
+class EdgeFacePreprocessor(ImageConversion):
     """`EdgeFaceImageProcessor`'s preprocessing without transformers: the same settings (see its docstring), the
     same `to_uint8` / `to_rgb_uint8` / call, for inference (`hfr_hf.inference.load_model` of a model folder)."""
 
@@ -267,18 +287,6 @@ class EdgeFacePreprocessor:
             value = default if value is None else value
             setattr(self, name, type(value)(value) if isinstance(value, (dict, list)) else value)
         check_settings(self.size, self.resample, self.intensity_normalization)
-
-    def to_uint8(
-        self, image: Any, input_data_format: str | None = None, intensity_normalization: str | None = None
-    ) -> np.ndarray:
-        """One image of any supported kind → (H, W, C) uint8 with its own channels (C in 1..4)."""
-        return to_uint8(image, input_data_format, intensity_normalization or self.intensity_normalization)
-
-    def to_rgb_uint8(
-        self, image: Any, input_data_format: str | None = None, intensity_normalization: str | None = None
-    ) -> np.ndarray:
-        """One image of any supported kind → (H, W, 3) uint8 RGB."""
-        return to_rgb(self.to_uint8(image, input_data_format, intensity_normalization))
 
     def __call__(
         self,

@@ -14,18 +14,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.processing_utils import ImagesKwargs
 from transformers.utils import filter_out_non_signature_kwargs
 
 from .edgeface_preprocessing import (
+    ImageConversion,
     check_settings,
     preprocess_pixels,
     resolve_settings,
     split_batch,
-    to_rgb,
-    to_uint8,
 )
 
 __all__ = ["EdgeFaceImageProcessor", "EdgeFaceImageProcessorKwargs"]
@@ -43,7 +41,7 @@ class EdgeFaceImageProcessorKwargs(ImagesKwargs, total=False):
     aligner: Any
 
 
-class EdgeFaceImageProcessor(BaseImageProcessor):
+class EdgeFaceImageProcessor(ImageConversion, BaseImageProcessor):
     r"""
     Prepares face crops for [`EdgeFaceModel`].
 
@@ -96,18 +94,6 @@ class EdgeFaceImageProcessor(BaseImageProcessor):
     @staticmethod
     def _check_settings(size: dict[str, int], resample: str, intensity_normalization: str) -> None:
         check_settings(size, resample, intensity_normalization)
-
-    def to_uint8(
-        self, image: Any, input_data_format: str | None = None, intensity_normalization: str | None = None
-    ) -> np.ndarray:
-        """One image of any supported kind → (H, W, C) uint8 with its own channels (C in 1..4)."""
-        return to_uint8(image, input_data_format, intensity_normalization or self.intensity_normalization)
-
-    def to_rgb_uint8(
-        self, image: Any, input_data_format: str | None = None, intensity_normalization: str | None = None
-    ) -> np.ndarray:
-        """One image of any supported kind → (H, W, 3) uint8 RGB."""
-        return to_rgb(self.to_uint8(image, input_data_format, intensity_normalization))
 
     def _split_batch(self, images: Any, input_data_format: str | None) -> list:
         """A single image, a list of images or a 4-d batch → list of single images."""
