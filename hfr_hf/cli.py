@@ -77,6 +77,8 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
         "exclude": tuple(args.exclude),
         "negative_photos": tuple(args.negatives),
         "landmark_weight": args.landmark_weight,
+        "mined_renders": args.mined_renders,
+        "mirror_average": args.mirror_average or None,
     }
     config = dataclasses.replace(DetectorTrainingConfig(), **{k: v for k, v in options.items() if v is not None})
     report = train_detector(args.images, args.output, config)
@@ -379,7 +381,12 @@ def _experiment_training(args: argparse.Namespace) -> dict:
                 "--preset auto chooses the learning rate itself; leave out --learning-rate, or give a fixed --preset."
             )
         training["learning_rate"] = args.learning_rate
-    auto = {"auto_budget_s": args.auto_budget, "auto_epochs": args.auto_epochs, "auto_presets": args.auto_presets}
+    auto = {
+        "auto_budget_s": args.auto_budget,
+        "auto_epochs": args.auto_epochs,
+        "auto_presets": args.auto_presets,
+        "auto_finalists": args.auto_finalists,
+    }
     given = {name: value for name, value in auto.items() if value is not None}
     if given and args.preset != "auto":
         flags = ", ".join("--" + name.removesuffix("_s").replace("_", "-") for name in given)
@@ -780,6 +787,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--auto-budget", type=float, metavar="SECONDS", help="wall-clock budget of the search (600)")
     search.add_argument("--auto-epochs", type=int, metavar="N", help="training epochs of each candidate (1)")
     search.add_argument(
+        "--auto-finalists",
+        type=int,
+        metavar="N",
+        help="best candidates trained again for --epochs and chosen on that (3; below 2: none)",
+    )
+    search.add_argument(
         "--auto-presets", metavar="P1,P2,...", help="presets the search tries (default: every preset but full)"
     )
     real = experiment.add_argument_group("unpaired real thermal faces in training (off unless a weight is given)")
@@ -889,6 +902,14 @@ def build_parser() -> argparse.ArgumentParser:
         "scripts/face_free_photos.py writes scikit-image's)",
     )
     train_detector.add_argument("--landmark-weight", type=float, help="weight of O-Net's landmark loss (default 1)")
+    train_detector.add_argument(
+        "--mined-renders",
+        type=int,
+        help="scenes per photo whose tuned-P-Net proposals give R-Net and O-Net hard samples (default 0)",
+    )
+    train_detector.add_argument(
+        "--mirror-average", action="store_true", help="save the detector to average O-Net on each face's mirror"
+    )
     train_detector.add_argument("--renders-per-image", type=int, help="scenes rendered from each photo")
     train_detector.add_argument("--negative-scenes", type=int, help="face-free scenes among the renders")
     train_detector.add_argument("--epochs", type=int, help="passes over the samples, per network")

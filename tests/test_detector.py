@@ -120,16 +120,28 @@ def test_samples_are_labelled_by_overlap(att_faces, visible):
 def test_reduced_training_learns_and_saves(att_faces, assets, tmp_path):
     folder = assets / "faces/att"
     config = DetectorTrainingConfig(
-        renders_per_image=3, negative_scenes=20, epochs=2, exclude=tuple(f"*/s{i}/*" for i in range(4, 41))
+        renders_per_image=3,
+        negative_scenes=20,
+        epochs=2,
+        mined_renders=1,
+        mirror_average=True,
+        exclude=tuple(f"*/s{i}/*" for i in range(4, 41)),
     )
     report = train_detector([folder], tmp_path / "det", config, progress=False)
     assert report["labelled"] == 30 and report["held_out_identities"]
+    # the tuned P-Net's proposals add samples to R-Net's and O-Net's, not to P-Net's
+    mined = report["config"]["training_data"]["mined_samples"]
+    assert mined["positive"] > 0 and mined["negative"] > 0
+    samples = {name: report["networks"][name]["samples"] for name in ("pnet", "rnet", "onet")}
+    for kind in ("positive", "negative"):
+        assert samples["rnet"][kind] == samples["onet"][kind] == samples["pnet"][kind] + mined[kind]
     onet = report["networks"]["onet"]
     assert onet["train_loss"][-1]["cls"] < onet["train_loss"][0]["cls"]
     assert onet["held_out_after"]["accuracy"] > onet["held_out_before"]["accuracy"]
     saved = json.loads((tmp_path / "det/config.json").read_text())
     assert saved["networks"] == ["pnet", "rnet", "onet"] and saved["training_data"]["photos_labelled"] == 30
     aligner = FaceAligner(spectrum="thermal", detector_weights=tmp_path / "det")
+    assert aligner.cross_detector.mirror_average  # saved with the detector, applied at inference
     changed = aligner.cross_detector.onet.fc6_2.weight
     assert not torch.equal(changed, MTCNN().onet.fc6_2.weight)  # the aligner uses the trained weights
 

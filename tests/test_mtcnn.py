@@ -191,6 +191,38 @@ def test_batch_equals_one_by_one(detector, deepface, assets):
         np.testing.assert_allclose(faces.landmarks, alone.landmarks, atol=1e-2)
 
 
+def test_mirror_average_undoes_the_mirror(detector, deepface, assets):
+    """Averaging O-Net on each candidate and its mirror keeps the same faces and landmarks (within a few hundredths
+    of the inter-ocular distance: a wrong sign or a swap of the eyes would move them by about one), and is
+    mirror-equivariant: the mirrored image's face is the face mirrored."""
+    mirrored_detector = MTCNN(mirror_average=True)
+    images = [deepface[0], deepface[5], rgb(assets / "faces/att/s1/1.pgm")]
+    for image in images:
+        plain, averaged = detector.detect(image)[0], mirrored_detector.detect(image)[0]
+        assert len(plain) >= 1 and len(averaged) >= 1
+        iod = np.linalg.norm(plain.landmarks[0, 1] - plain.landmarks[0, 0])
+        assert np.abs(averaged.landmarks[0] - plain.landmarks[0]).max() < 0.1 * iod
+        assert np.abs(averaged.boxes[0] - plain.boxes[0]).max() < 0.1 * iod
+        flipped = mirrored_detector.detect(np.ascontiguousarray(image[:, ::-1]))[0]
+        width = image.shape[1]
+        back = flipped.landmarks[0][[1, 0, 2, 4, 3]].copy()
+        back[:, 0] = width - 1 - back[:, 0]
+        assert np.abs(back - averaged.landmarks[0]).max() < 0.05 * iod
+
+
+def test_mirror_average_of_a_mirror_symmetric_answer_is_that_answer():
+    rng = np.random.default_rng(0)
+    offsets, points, scores = rng.normal(0, 0.1, (5, 4)), rng.uniform(0, 1, (5, 10)), rng.uniform(0, 1, 5)
+    widths = rng.uniform(20, 200, 5)
+    # what O-Net would answer on the mirror images if it were exactly mirror-equivariant
+    m_offsets = np.stack([-offsets[:, 2], offsets[:, 1], -offsets[:, 0], offsets[:, 3]], 1)
+    order = [1, 0, 2, 4, 3]
+    m_points = np.concatenate([1 + 1 / widths[:, None] - points[:, :5][:, order], points[:, 5:][:, order]], 1)
+    averaged = mtcnn_module._average_mirrored((offsets, points, scores), (m_offsets, m_points, scores), widths)
+    for got, expected in zip(averaged, (offsets, points, scores)):
+        np.testing.assert_allclose(got, expected, atol=1e-12)
+
+
 def test_downscaled_input_maps_back_to_input_pixels(assets):
     """A photo larger than max_image_side gives the same face, in its own pixels."""
     image = rgb(assets / "faces/att/s3/4.pgm")

@@ -101,7 +101,9 @@ def load_detector(weights: str | os.PathLike, device: str | torch.device = "cpu"
     config = json.loads((folder / CONFIG_NAME).read_text())
     if config.get("detector_type") != DETECTOR_TYPE:
         raise ValueError(f"{folder / CONFIG_NAME} is not a {DETECTOR_TYPE} config (detector_type is missing).")
-    settings = {key: config[key] for key in ("min_face_size", "thresholds", "scale_factor") if key in config}
+    settings = {
+        key: config[key] for key in ("min_face_size", "thresholds", "scale_factor", "mirror_average") if key in config
+    }
     settings.update({key: value for key, value in options.items() if value is not None})
     if "thresholds" in settings:
         settings["thresholds"] = tuple(settings["thresholds"])

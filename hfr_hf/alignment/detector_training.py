@@ -82,6 +82,20 @@ class DetectorTrainingConfig:
         },
     )
     landmark_weight: float = field(default=1.0, metadata={"help": "weight of O-Net's landmark loss"})
+    mined_renders: int = field(
+        default=0,
+        metadata={
+            "help": "scenes per photo rendered again once P-Net is tuned, whose tuned-P-Net proposals give R-Net "
+            "and O-Net extra samples (MTCNN's own recipe: each stage learns from what the one before it "
+            "passes); 0: none"
+        },
+    )
+    mining_threshold: float = field(
+        default=0.4, metadata={"help": "P-Net threshold of the proposals mined for R-Net and O-Net"}
+    )
+    mirror_average: bool = field(
+        default=False, metadata={"help": "saved for inference: O-Net averages each candidate and its mirror image"}
+    )
     spectra: dict = field(
         default_factory=lambda: {"thermal": 0.6, "nir": 0.25, "visible": 0.15},
         metadata={"help": "share of each spectrum among the renders"},
@@ -688,9 +702,12 @@ def train_detector(
     rendered = time.perf_counter()
     detector = MTCNN(min_face_size=config.min_face_size, thresholds=config.thresholds)
     networks: dict[str, Any] = {}
+    mined: dict[str, int] = {}
     for name in config.networks:
         size = _SIZES[name]
         net = getattr(detector, name)
+        if name != "pnet" and config.mined_renders > 0 and not mined and "pnet" in config.networks:
+            mined = _add_mined_samples(train, train_faces, detector, config, rng, progress, photos)
         before = _evaluate_losses(name, net, val[size])
         history = _fit(name, net, train[size], config, generator, progress)
         after = _evaluate_losses(name, net, val[size])
@@ -712,6 +729,7 @@ def train_detector(
         "photos_skipped": len(skipped),
         "held_out_identities": sorted(held),
         "face_free_photos": len(photos),
+        "mined_samples": mined,
         "note": "renders of visible photos (labels from the visible MTCNN); no real thermal or NIR images",
     }
     save_detector(detector, output, saved)
@@ -728,6 +746,38 @@ def train_detector(
     }
     (output / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _add_mined_samples(train: dict, faces, detector: MTCNN, config, rng, progress: bool, photos) -> dict[str, int]:
+    """Render fresh scenes, cut samples around the proposals of the tuned P-Net (every scene, at
+    `mining_threshold`) and add them to the R-Net and O-Net training samples; returns the counts added."""
+    sizes = sorted({_SIZES[n] for n in config.networks if n != "pnet"})
+    names = [n for n in config.networks if n != "pnet"]
+    saved = detector.thresholds
+    detector.thresholds = (config.mining_threshold, *saved[1:])
+    try:
+        sampler = SceneSampler(detector, names, config.samples_per_scene, proposal_share=1.0)
+        extra = _render_samples(
+            faces,
+            sampler,
+            config,
+            rng,
+            config.mined_renders,
+            config.negative_scenes // 2,
+            progress,
+            "mining P-Net proposals",
+            photos,
+        )
+    finally:
+        detector.thresholds = saved
+    for size in sizes:
+        train[size] = tuple(torch.cat([old, new]) for old, new in zip(train[size], extra[size]))
+    labels = extra[sizes[0]][1]
+    return {
+        "positive": int((labels == 1).sum()),
+        "part": int((labels == -1).sum()),
+        "negative": int((labels == 0).sum()),
+    }
 
 
 def _face_free_photos(folders: Sequence[str | os.PathLike]) -> list[np.ndarray]:

@@ -272,6 +272,24 @@ def _square(boxes: np.ndarray) -> np.ndarray:
     return np.stack([x1, y1, x1 + side, y1 + side], axis=1)
 
 
+# landmark order in a mirror image: the two eyes and the two mouth corners change places
+_MIRRORED_POINTS = [1, 0, 2, 4, 3]
+
+
+def _average_mirrored(direct, mirrored, widths: np.ndarray):
+    """O-Net's answers (box offsets (N, 4), landmarks (N, 10), scores (N,)) for crops and for their mirror
+    images, averaged in the crops' frame; `widths` (N,) are the boxes' widths in pixels."""
+    offsets, points, scores = direct
+    m_offsets, m_points, m_scores = mirrored
+    # a mirrored crop's left edge is the crop's right edge: dx1' = -dx2, dx2' = -dx1; y unchanged
+    m_offsets = np.stack([-m_offsets[:, 2], m_offsets[:, 1], -m_offsets[:, 0], m_offsets[:, 3]], 1)
+    # a point decodes to x = w·p + x1 - 1 (the reference's convention), so its mirror decodes from 1 - p + 1/w
+    m_x = 1.0 + 1.0 / widths[:, None] - m_points[:, :5][:, _MIRRORED_POINTS]
+    m_y = m_points[:, 5:][:, _MIRRORED_POINTS]
+    m_points = np.concatenate([m_x, m_y], 1)
+    return (offsets + m_offsets) / 2, (points + m_points) / 2, (scores + m_scores) / 2
+
+
 def _regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Box regression as in the reference: offsets scaled by (side + 1)."""
     w = boxes[:, 2] - boxes[:, 0] + 1
@@ -333,6 +351,9 @@ class MTCNN(nn.Module):
         thresholds: face-probability thresholds of P-Net, R-Net and O-Net.
         nms_thresholds: overlap thresholds of the NMS after P-Net (across scales), R-Net and O-Net ('min' mode).
         max_image_side: images with a longer side are downscaled for detection (results are in input pixels).
+        mirror_average: run O-Net on each candidate and on its mirror image and average the two answers (score,
+            box offsets, landmarks): one more O-Net pass per candidate for steadier landmarks. Off in MTCNN as
+            published; a trained detector's config may turn it on.
         device: where the three networks run.
 
     Example:
@@ -348,6 +369,7 @@ class MTCNN(nn.Module):
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
         nms_thresholds: tuple[float, float, float] = (0.7, 0.7, 0.7),
         max_image_side: int = 1600,
+        mirror_average: bool = False,
         device: str | torch.device = "cpu",
     ) -> None:
         super().__init__()
@@ -364,6 +386,7 @@ class MTCNN(nn.Module):
         self.thresholds = tuple(float(t) for t in thresholds)
         self.nms_thresholds = tuple(float(t) for t in nms_thresholds)
         self.max_image_side = int(max_image_side)
+        self.mirror_average = bool(mirror_average)
         self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
         for name in ("pnet", "rnet", "onet"):
             getattr(self, name).load_state_dict(convert_keras_weights(name, load_mtcnn_weights(name)))
@@ -531,7 +554,14 @@ class MTCNN(nn.Module):
 
     def _stage_three(self, prepared, boxes: np.ndarray, images: np.ndarray):
         """O-Net on all candidates of all images at once: filter, landmarks, regress, NMS ('min' mode)."""
-        offsets, points, scores = self._run_chunked(self.onet, self._crops(prepared, boxes, images, 48), _ONET_CHUNK)
+        crops = self._crops(prepared, boxes, images, 48)
+        offsets, points, scores = self._run_chunked(self.onet, crops, _ONET_CHUNK)
+        if self.mirror_average and len(crops):
+            offsets, points, scores = _average_mirrored(
+                (offsets, points, scores),
+                self._run_chunked(self.onet, crops.flip(3), _ONET_CHUNK),
+                boxes[:, 2] - boxes[:, 0] + 1,
+            )
         keep = scores > self.thresholds[2]
         boxes, offsets, points, scores, images = boxes[keep], offsets[keep], points[keep], scores[keep], images[keep]
         # Landmarks are relative to the O-Net input box, x1..x5 then y1..y5 (as the reference decodes them).
