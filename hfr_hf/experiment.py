@@ -185,6 +185,15 @@ def format_table(report: dict) -> str:
                 f"  {row['preset']:14} lr {row['learning_rate']:.0e}  pseudo {row['pseudo_eer']:.4f}{real}  "
                 f"score {row['score']:.4f}  ({row['time_s']:.0f} s){chosen}"
             )
+            final = row.get("final")
+            if final and final["status"] == "done":
+                real = f"  real {final['real']['eer']:.4f}" if "real" in final else ""
+                lines.append(
+                    f"  {'':14}    finalist, {final['epochs']} epochs: pseudo {final['pseudo_eer']:.4f}{real}  "
+                    f"score {final['score']:.4f}  ({final['time_s']:.0f} s)"
+                )
+            elif final:
+                lines.append(f"  {'':14}    finalist: {final['status']}")
     v = report.get("validation")
     if v and v["score"] is not None:
         real = f", real-thermal EER {v['real_thermal']['eer']:.4f} (PUJ validation people)" if v["real_thermal"] else ""

@@ -85,7 +85,6 @@ def search_presets(config, resume: bool = False) -> dict[str, Any]:
     `<output_dir>/preset_search.json`). `resume=True` takes a finished search found there instead of running one.
     """
     from .files import read_text, write_json
-    from .training import train
 
     output = Path(config.output_dir)
     record_path = output / SEARCH_RECORD
@@ -113,51 +112,28 @@ def search_presets(config, resume: bool = False) -> dict[str, Any]:
             row["status"] = "skipped: budget spent"
             continue
         folder = output / SEARCH_FOLDER / f"{preset}_lr{learning_rate:.0e}"
-        shutil.rmtree(folder, ignore_errors=True)
-        trial = dataclasses.replace(
-            config,
-            adapter_preset=preset,
-            learning_rate=learning_rate,
-            num_epochs=config.auto_epochs,
-            max_steps=None,
-            checkpoint_every=0,
-            output_dir=str(folder),
-        )
-        begun = time.perf_counter()
-        result = train(trial, evaluate_test=False)
-        report = result.report
-        row.update(
-            status="done",
-            epochs=report["epochs"],
-            steps=report["global_step"],
-            trainable_parameters=report["trainable_parameters"],
-            pseudo_eer=report["best"]["eer"],
-            best_epoch=report["best"]["epoch"],
-        )
-        if row["pseudo_eer"] is None:
-            raise ValueError(
-                "adapter_preset 'auto' scores candidates on validation identities, and this data has none: give "
-                "split_fractions a validation share, or a split file / split column with validation identities."
-            )
-        real = report["best"]["real_thermal"]  # the trial scored its epochs on them (real_validation_data)
-        if real is not None:
-            row["real"] = real
-        row["score"] = report["best"]["score"]
-        shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # the trial's adapters and report are kept
-        times.append(time.perf_counter() - begun)
-        row["time_s"] = times[-1]
+        row.update(status="done", **_trial(config, preset, learning_rate, config.auto_epochs, folder))
+        times.append(row["time_s"])
+    finalists = _finalist_round(config, rows, started, output)
     done = [r for r in rows if r["status"] == "done"]
     best = min(done, key=lambda r: (r["score"], r["trainable_parameters"], rows.index(r)))
+    if len(finalists) >= 2:  # a round of one cannot change the choice
+        best = min(finalists, key=lambda r: (r["final"]["score"], r["trainable_parameters"], rows.index(r)))
     record = {
         "rule": SCORE_RULE,
         "budget_s": config.auto_budget_s,
         "elapsed_s": time.perf_counter() - started,
         "epochs_per_candidate": config.auto_epochs,
+        "finalist_epochs": _finalist_epochs(config),
         "real_validation": None if real_root is None else {"root": str(real_root), "people": people},
         "candidates": rows,
-        "chosen": {k: best[k] for k in ("preset", "learning_rate", "score", "pseudo_eer")}
-        | ({"real_eer": best["real"]["eer"]} if "real" in best else {}),
-        "why": f"lowest validation score ({best['score']:.4f}) of the {len(done)} candidates trained"
+        "chosen": _chosen(best, final=len(finalists) >= 2),
+        "why": (
+            f"lowest validation score ({best['final']['score']:.4f}) of the {len(finalists)} finalists trained "
+            f"{_finalist_epochs(config)} epochs (the first round's best of {len(done)} candidates)"
+            if len(finalists) >= 2
+            else f"lowest validation score ({best['score']:.4f}) of the {len(done)} candidates trained"
+        )
         + (
             f"; {len(rows) - len(done)} left out by the {config.auto_budget_s:g} s budget"
             if len(done) < len(rows)
@@ -169,10 +145,81 @@ def search_presets(config, resume: bool = False) -> dict[str, Any]:
     return record
 
 
+def _trial(config, preset: str, learning_rate: float, epochs: int, folder: Path) -> dict[str, Any]:
+    """Train one candidate for `epochs` on the training identities into `folder` and score it on validation only."""
+    from .training import train
+
+    shutil.rmtree(folder, ignore_errors=True)
+    trial = dataclasses.replace(
+        config,
+        adapter_preset=preset,
+        learning_rate=learning_rate,
+        num_epochs=epochs,
+        max_steps=None,
+        checkpoint_every=0,
+        output_dir=str(folder),
+    )
+    begun = time.perf_counter()
+    report = train(trial, evaluate_test=False).report
+    row: dict[str, Any] = dict(
+        epochs=report["epochs"],
+        steps=report["global_step"],
+        trainable_parameters=report["trainable_parameters"],
+        pseudo_eer=report["best"]["eer"],
+        best_epoch=report["best"]["epoch"],
+    )
+    if row["pseudo_eer"] is None:
+        raise ValueError(
+            "adapter_preset 'auto' scores candidates on validation identities, and this data has none: give "
+            "split_fractions a validation share, or a split file / split column with validation identities."
+        )
+    real = report["best"]["real_thermal"]  # the trial scored its epochs on them (real_validation_data)
+    if real is not None:
+        row["real"] = real
+    row["score"] = report["best"]["score"]
+    shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # the trial's adapters and report are kept
+    row["time_s"] = time.perf_counter() - begun
+    return row
+
+
+def _finalist_epochs(config) -> int:
+    return config.auto_finalist_epochs or config.num_epochs
+
+
+def _finalist_round(config, rows: list[dict[str, Any]], started: float, output: Path) -> list[dict[str, Any]]:
+    """Successive halving's second round: the first round's `auto_finalists` best candidates trained again for the
+    full run's length (a one-epoch ranking is not the longer one: measured on XS), each while its estimated time
+    (its first-round time per epoch × the epochs) still fits the budget; returns the finalists trained."""
+    epochs = _finalist_epochs(config)
+    if config.auto_finalists < 2 or epochs <= config.auto_epochs:
+        return []
+    done = [r for r in rows if r["status"] == "done"]
+    ranked = sorted(done, key=lambda r: (r["score"], r["trainable_parameters"], rows.index(r)))
+    finalists = []
+    for row in ranked[: config.auto_finalists]:
+        estimate = row["time_s"] / max(row["epochs"], 1) * epochs
+        if time.perf_counter() - started + estimate > config.auto_budget_s:
+            row["final"] = {"status": "skipped: budget spent"}
+            continue
+        folder = output / SEARCH_FOLDER / f"final_{row['preset']}_lr{row['learning_rate']:.0e}"
+        result = _trial(config, row["preset"], row["learning_rate"], epochs, folder)
+        row["final"] = {"status": "done", **{k: v for k, v in result.items() if k != "trainable_parameters"}}
+        finalists.append(row)
+    return finalists
+
+
+def _chosen(row: dict[str, Any], final: bool) -> dict[str, Any]:
+    scored = row["final"] if final else row
+    chosen = {"preset": row["preset"], "learning_rate": row["learning_rate"]}
+    chosen |= {k: scored[k] for k in ("score", "pseudo_eer")}
+    return chosen | ({"real_eer": scored["real"]["eer"]} if "real" in scored else {})
+
+
 def _search_settings(config) -> dict[str, Any]:
     """What a recorded search depends on: a resumed run reuses it only when these are unchanged."""
     values = config.to_dict()
-    full_run_only = ("num_epochs", "max_steps", "checkpoint_every", "checkpoints_total_limit")
+    # num_epochs stays: the finalists train for it (auto_finalist_epochs None)
+    full_run_only = ("max_steps", "checkpoint_every", "checkpoints_total_limit")
     for key in ("output_dir", "log_every", "num_workers", *full_run_only):
         values.pop(key, None)
     return values

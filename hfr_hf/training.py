@@ -163,6 +163,16 @@ class TrainingConfig:
         },
     )
     auto_epochs: int = field(default=1, metadata={"help": "adapter_preset auto: training epochs of each candidate."})
+    auto_finalists: int = field(
+        default=3,
+        metadata={
+            "help": "adapter_preset auto: the first round's best candidates trained again for auto_finalist_epochs "
+            "and chosen on that score (successive halving), each while it fits the budget; below 2: no second round."
+        },
+    )
+    auto_finalist_epochs: int | None = field(
+        default=None, metadata={"help": "adapter_preset auto: epochs of the finalists; None: num_epochs."}
+    )
     auto_budget_s: float = field(
         default=600.0,
         metadata={
@@ -299,6 +309,11 @@ class TrainingConfig:
             raise ValueError(f"auto_learning_rate_factors must be positive numbers, got {factors!r}.")
         if self.auto_epochs < 1:
             raise ValueError(f"auto_epochs must be at least 1, got {self.auto_epochs!r}.")
+        if self.auto_finalists < 0 or (self.auto_finalist_epochs is not None and self.auto_finalist_epochs < 1):
+            raise ValueError(
+                "auto_finalists must not be negative and auto_finalist_epochs must be at least 1, got "
+                f"{self.auto_finalists!r} and {self.auto_finalist_epochs!r}."
+            )
         if not self.auto_budget_s >= 0:
             raise ValueError(f"auto_budget_s must not be negative, got {self.auto_budget_s!r}.")
 

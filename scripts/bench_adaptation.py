@@ -3,7 +3,7 @@ real-thermal measures (PUJ-T360 / PUJ-FONE, the people kept for measuring) besid
 
     python scripts/bench_adaptation.py [--variants xxs xs] [--presets ln ln_stem ... auto] [--output runs/bench_adaptation]
         [--runs LABEL ...]   # only these runs (labels as printed, e.g. "ln_stem + real thermal")
-        [--auto-budget 600] [--auto-epochs 1]   # the preset search of the `auto` run
+        [--auto-budget 600] [--auto-epochs 1] [--auto-finalists 3]   # the preset search of the `auto` run
 
 For each variant and preset it runs `hfr_hf.experiment.run_experiment` (frozen vs adapted on test identities never
 seen in training) and prints trainable parameters, time per epoch, cross-spectral EER / TAR@FAR=1 % / rank-1,
@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="+", default=ALL_PRESETS + ["auto"], choices=ALL_PRESETS + ["auto"])
     parser.add_argument("--auto-budget", type=float, default=600.0, help="seconds of the auto run's preset search")
     parser.add_argument("--auto-epochs", type=int, default=1, help="training epochs of each candidate of the search")
+    parser.add_argument("--auto-finalists", type=int, default=3, help="candidates trained again at the full length")
     parser.add_argument("--output", type=Path, default=REPO / "runs" / "bench_adaptation")
     parser.add_argument("--epoch-pairs", type=int, default=1000, help="pairs of the one-epoch timing (0: skip it)")
     parser.add_argument("--no-ablation", action="store_true", help="skip the self-distillation-off run")
@@ -213,7 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     rows, reports = [], {}
     for variant in args.variants:
         model = _converted(variant, models)
-        auto = {"auto_budget_s": args.auto_budget, "auto_epochs": args.auto_epochs}
+        auto = {
+            "auto_budget_s": args.auto_budget,
+            "auto_epochs": args.auto_epochs,
+            "auto_finalists": args.auto_finalists,
+        }
         runs = [(preset, preset, auto if preset == "auto" else None) for preset in args.presets]
         if not args.no_ablation:
             real = {"real_target_data": str(args.thermal)}

@@ -577,3 +577,27 @@ def test_auto_search_stops_adding_candidates_when_the_budget_is_spent(workspace)
 def test_auto_search_needs_validation_identities(workspace):
     with pytest.raises(ValueError, match="auto.*validation identities"):
         train(_auto_config(workspace, "auto_no_validation", split_fractions=(0.8, 0.0, 0.2)))
+
+
+def test_auto_finalists_are_trained_at_the_full_length_and_chosen_on_it(workspace):
+    """Successive halving: both candidates of a one-epoch round are trained again for num_epochs (2) and the choice
+    is the lower score of that second round, recorded beside the first."""
+    result = train(_auto_config(workspace, "auto_finalists", num_epochs=2, auto_finalists=2))
+    search = result.report["preset_search"]
+    assert search["finalist_epochs"] == 2
+    rows = search["candidates"]
+    for row in rows:
+        assert row["epochs"] == 1 and row["final"]["status"] == "done" and row["final"]["epochs"] == 2
+        trial = result.output_dir / "preset_search" / f"final_{row['preset']}_lr3e-03" / "report.json"
+        assert json.loads(trial.read_text())["best"]["score"] == row["final"]["score"]
+    best = min(rows, key=lambda r: (r["final"]["score"], r["trainable_parameters"]))
+    assert (search["chosen"]["preset"], search["chosen"]["score"]) == (best["preset"], best["final"]["score"])
+    assert result.report["config"]["adapter_preset"] == best["preset"] and "2 finalists" in search["why"]
+
+
+def test_auto_finalists_that_do_not_fit_the_budget_are_skipped(workspace):
+    result = train(_auto_config(workspace, "auto_finalists_budget", num_epochs=2, auto_finalists=2, auto_budget_s=0))
+    search = result.report["preset_search"]
+    first = search["candidates"][0]
+    assert first["final"] == {"status": "skipped: budget spent"}
+    assert search["chosen"]["preset"] == "ln" and search["chosen"]["score"] == first["score"]
