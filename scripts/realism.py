@@ -1,10 +1,12 @@
 """Renderer realism: how well the frozen EdgeFace tells real LWIR faces from rendered ones, per renderer setting.
 
     python scripts/realism.py [--model runs/edgeface-xxs] [--crops runs/xedgeface/protocol/aligned]
-        [--thermal ../shared/assets/thermal] [--renders 240] [--settings today white_hot ...]
+        [--thermal ../shared/assets/thermal] [--renders 240] [--settings today white_hot ...] [--detector DIR]
 
 Real: every PUJ-T360 and PUJ-FONE image of the split's training people (never the measuring ones), resized as the
-measures read them. Rendered: `--renders` aligned AT&T + Yale crops (a seeded choice) through `ThermalRenderer` with
+measures read them, or with `--detector` (`hfr-hf train-detector`) aligned to the ArcFace template as the rendered
+crops are (the images where it finds no face are left out). The AUC's folds keep each person on one side (a
+classifier must not tell the sets apart by who is in them). Rendered: `--renders` aligned AT&T + Yale crops (a seeded choice) through `ThermalRenderer` with
 each setting below, seeded. For each setting it prints the cross-validated AUC of a logistic regression on the
 frozen embeddings (0.5 = indistinguishable) and the Fréchet distance (`hfr_hf.evaluation.realism`), and writes
 `<output>/realism.json`.
@@ -57,13 +59,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--renders", type=int, default=240)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--output", type=Path, default=REPO / "runs" / "realism")
+    parser.add_argument("--detector", help="cross-spectral detector: align the real faces instead of resizing them")
     args = parser.parse_args(argv)
 
     model, processor = load_model(args.model)
     model.eval()
     train = {p for p, s in load_puj_split().items() if s == "train"}
     real_files = [f for people in puj_images(args.thermal, train).values() for fs in people.values() for f in fs]
-    real = embed_images(model, processor, real_files, progress=False, align="never")
+    real_ids = [f.name.split("_")[0] for f in real_files]
+    if args.detector:
+        from hfr_hf.alignment import FaceAligner
+
+        aligner = FaceAligner(spectrum="thermal", detector_weights=args.detector)
+        found = aligner.detect_and_align([np.asarray(Image.open(f)) for f in real_files])
+        kept = [i for i, r in enumerate(found) if not isinstance(r, Exception)]
+        real_inputs, real_ids = [found[i][0].crop for i in kept], [real_ids[i] for i in kept]
+    else:
+        real_inputs = real_files
+    real = embed_images(model, processor, real_inputs, progress=False, align="never")
     crops = sorted(args.crops.glob("*/*.png"))
     if not crops:
         raise SystemExit(f"No aligned crops under {args.crops}; run the experiment (make run) first.")
@@ -71,14 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [crops[i] for i in sorted(rng.choice(len(crops), min(args.renders, len(crops)), replace=False))]
     sources = [np.asarray(Image.open(c).convert("RGB")) for c in chosen]
     results = {}
-    print(f"real: {len(real)} PUJ images of {len(train)} training people; rendered: {len(sources)} crops")
+    how = f"aligned by {args.detector}, of {len(real_files)}" if args.detector else "resized"
+    print(f"real: {len(real)} PUJ images ({how}) of {len(train)} training people; rendered: {len(sources)} crops")
     print("| setting | realism AUC (± std over 5 folds) | Fréchet distance |\n|---|---|---|")
     for name in args.settings:
         started = time.perf_counter()
         renderer = ThermalRenderer(**SETTINGS[name])
         renders = [renderer(s, np.random.default_rng([0, n])) for n, s in enumerate(sources)]
         rendered = embed_images(model, processor, renders, progress=False, align="never")
-        results[name] = {**realism_score(real, rendered), "settings": SETTINGS[name]}
+        score = realism_score(real, rendered, real_ids=real_ids, rendered_ids=[c.parent.name for c in chosen])
+        results[name] = {**score, "settings": SETTINGS[name]}
         r = results[name]
         print(
             f"| {name} | {r['auc']:.3f} ± {r['auc_std']:.3f} | {r['frechet']:.3f} |  ({time.perf_counter() - started:.0f} s)",

@@ -141,6 +141,27 @@ def test_realism_of_one_distribution_is_chance_and_of_two_is_one():
     assert shifted["frechet"] > 3 * same["frechet"]  # finite samples of one distribution are not at 0
 
 
+def test_realism_folds_by_person_do_not_tell_sets_apart_by_who_is_in_them():
+    """Real and rendered faces of different people, the people drawn from one distribution: folds that mix a person's
+    faces let the classifier learn the people (AUC near 1); folds by person leave only the spectrum (none): ~0.5."""
+    rng = np.random.default_rng(2)
+
+    def people(count):
+        centres = rng.normal(size=(count, 32))
+        ids = np.repeat(np.arange(count), 10)
+        return centres[ids] + 0.15 * rng.normal(size=(len(ids), 32)), ids
+
+    real, real_ids = people(20)
+    rendered, rendered_ids = people(20)
+    assert realism_score(real, rendered)["auc"] > 0.9
+    grouped = realism_score(real, rendered, real_ids=real_ids, rendered_ids=rendered_ids)
+    assert abs(grouped["auc"] - 0.5) < 0.15
+    shifted = realism_score(real, rendered + 0.8, real_ids=real_ids, rendered_ids=rendered_ids)
+    assert shifted["auc"] > 0.95  # a real difference is still found across people
+    with pytest.raises(ValueError, match="both sets"):
+        realism_score(real, rendered, real_ids=real_ids)
+
+
 def test_frechet_distance_of_gaussians_with_known_moments():
     rng = np.random.default_rng(1)
     a = rng.normal(size=(5000, 3))

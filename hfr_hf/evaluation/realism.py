@@ -3,7 +3,8 @@
 Two measures on the frozen model's embeddings of real and rendered faces:
 
 - realism AUC: a logistic regression trained to tell real from rendered, scored by cross-validation (every
-  embedding judged by a classifier that never saw it); 0.5 = indistinguishable, 1 = always told apart;
+  embedding judged by a classifier that never saw it; given the people's identities, never saw the person either,
+  so that it cannot tell the sets apart by who is in them); 0.5 = indistinguishable, 1 = always told apart;
 - Fréchet distance between the two embedding distributions, each taken as a Gaussian (as FID does with Inception
   features): `‖μ_r − μ_g‖² + Tr(C_r + C_g − 2 (C_r C_g)^½)`; 0 for one distribution.
 
@@ -46,12 +47,15 @@ def frechet_distance(real: np.ndarray, rendered: np.ndarray) -> float:
     return float(np.sum((mu_r - mu_g) ** 2) + np.trace(cov_r + cov_g - 2.0 * root))
 
 
-def realism_auc(real: np.ndarray, rendered: np.ndarray, folds: int = 5, seed: int = 0) -> tuple[float, float]:
+def realism_auc(
+    real: np.ndarray, rendered: np.ndarray, folds: int = 5, seed: int = 0, groups=None
+) -> tuple[float, float]:
     """(mean, std over folds) cross-validated AUC of a logistic regression telling real (positive) from rendered
-    embeddings; classes weighted to balance, folds stratified and seeded."""
+    embeddings; classes weighted to balance, folds stratified and seeded. `groups` (one identity per real row, then
+    per rendered row): each person's embeddings all fall in one fold."""
     try:
         from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import StratifiedKFold
+        from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
     except ImportError as error:
         raise ImportError(
             "The realism score uses scikit-learn; install it with `pip install hfr-hf[train]` (or scikit-learn)."
@@ -59,20 +63,32 @@ def realism_auc(real: np.ndarray, rendered: np.ndarray, folds: int = 5, seed: in
     real, rendered = _check(real, rendered)
     x = np.concatenate([real, rendered])
     y = np.concatenate([np.ones(len(real), bool), np.zeros(len(rendered), bool)])
+    if groups is not None and len(groups) != len(x):
+        raise ValueError(f"groups must name one identity per embedding ({len(x)}), got {len(groups)}.")
+    splitter = (StratifiedKFold if groups is None else StratifiedGroupKFold)(folds, shuffle=True, random_state=seed)
     aucs = []
-    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+    for train, test in splitter.split(x, y, groups):
         classifier = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000).fit(x[train], y[train])
         score = classifier.decision_function(x[test])
         aucs.append(roc_auc(score[y[test]], score[~y[test]]))
     return float(np.mean(aucs)), float(np.std(aucs))
 
 
-def realism_score(real: np.ndarray, rendered: np.ndarray, folds: int = 5, seed: int = 0) -> dict:
-    """`{"auc", "auc_std", "frechet", "real", "rendered"}` of two sets of embeddings (rows L2-normalised here)."""
+def realism_score(
+    real: np.ndarray, rendered: np.ndarray, folds: int = 5, seed: int = 0, real_ids=None, rendered_ids=None
+) -> dict:
+    """`{"auc", "auc_std", "frechet", "real", "rendered"}` of two sets of embeddings (rows L2-normalised here);
+    with `real_ids` and `rendered_ids` (the person of each row) the AUC's folds keep each person on one side."""
     real, rendered = _check(real, rendered)
     real = real / np.linalg.norm(real, axis=1, keepdims=True)
     rendered = rendered / np.linalg.norm(rendered, axis=1, keepdims=True)
-    auc, std = realism_auc(real, rendered, folds, seed)
+    groups = None
+    if (real_ids is None) != (rendered_ids is None):
+        raise ValueError("Give the identities of both sets (real_ids and rendered_ids) or of neither.")
+    if real_ids is not None:
+        # the two sets' people are told apart even when their names coincide
+        groups = [f"real/{i}" for i in real_ids] + [f"rendered/{i}" for i in rendered_ids]
+    auc, std = realism_auc(real, rendered, folds, seed, groups)
     return {
         "auc": auc,
         "auc_std": std,
