@@ -78,6 +78,8 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
         "negative_photos": tuple(args.negatives),
         "landmark_weight": args.landmark_weight,
         "mined_renders": args.mined_renders,
+        "real_thermal": args.real_thermal,
+        "real_thermal_labeller": args.labeller,
         "mirror_average": args.mirror_average or None,
     }
     config = dataclasses.replace(DetectorTrainingConfig(), **{k: v for k, v in options.items() if v is not None})
@@ -907,6 +909,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="scenes per photo whose tuned-P-Net proposals give R-Net and O-Net hard samples (default 0)",
     )
+    train_detector.add_argument(
+        "--real-thermal",
+        metavar="FOLDER",
+        help="folder holding the PUJ sets: the real LWIR images of the split's train people join training, "
+        "pseudo-labelled by --labeller (self-training)",
+    )
+    train_detector.add_argument("--labeller", metavar="DETECTOR", help="detector whose faces label --real-thermal")
     train_detector.add_argument(
         "--mirror-average", action="store_true", help="save the detector to average O-Net on each face's mirror"
     )

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = {**score, "settings": SETTINGS[name]}
         r = results[name]
         print(
-            f"| {name} | {r['auc']:.3f} ± {r['auc_std']:.3f} | {r['frechet']:.3f} |  ({time.perf_counter() - started:.0f} s)",
+            f"| {name} | {r['auc']:.4f} ± {r['auc_std']:.4f} | {r['frechet']:.3f} |  ({time.perf_counter() - started:.0f} s)",
             flush=True,
         )
     args.output.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ PUJ-T360 and PUJ-FONE are the test set.
 from __future__ import annotations
 
 import fnmatch
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,3 +198,48 @@ def test_real_thermal_measures_with_detector_alignment(assets, thermal, xxs_fold
     assert "alignment" not in resized and measures["puj_t360"]["eer"] != resized["puj_t360"]["eer"]
     for camera in ("puj_t360", "puj_fone"):
         assert measures[camera]["rank1"] > 0.5 and measures[camera]["eer"] < 0.3  # thermal→thermal works
+
+
+def test_real_thermal_self_training_reads_only_the_training_people(assets, reduced_detector, tmp_path):
+    """`real_thermal` (self-training): the PUJ split's train people's images, pseudo-labelled by a detector with
+    plausible landmarks, join the renders; no validation or measuring person is read."""
+    import hfr_hf.data.puj as puj
+    from hfr_hf.alignment.detector_training import DetectorTrainingConfig, label_real_thermal, train_detector
+
+    read, original = [], puj.puj_images
+
+    def recording(root, identities=None):
+        images = original(root, identities)
+        read.extend(person for camera in images.values() for person in camera)
+        return images
+
+    split = puj.load_puj_split()
+    train_people = {p for p, s in split.items() if s == "train"}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(puj, "puj_images", recording)
+        faces, images_read = label_real_thermal(assets / "thermal", reduced_detector)
+    assert set(read) == train_people and images_read == 176
+    assert 0.8 * images_read <= len(faces) <= images_read  # most are found with plausible landmarks
+    for face in faces:
+        assert face.spectrum == "thermal" and split[Path(face.path).name.split("_")[0]] == "train"
+        assert face.image.dtype == np.uint8 and face.image.shape[2] == 3
+        x1, y1, x2, y2 = face.box
+        assert (face.landmarks[:, 0] > x1).all() and (face.landmarks[:, 0] < x2).all()
+
+    config = DetectorTrainingConfig(
+        renders_per_image=1,
+        negative_scenes=10,
+        epochs=1,
+        networks=("onet",),
+        real_thermal=str(assets / "thermal"),
+        real_thermal_labeller=str(reduced_detector),
+        real_renders_per_image=1,
+        exclude=tuple(f"*/s{i}/*" for i in range(3, 41)),
+    )
+    report = train_detector([assets / "faces/att"], tmp_path / "det", config, progress=False)
+    real = report["config"]["training_data"]["real_thermal"]
+    assert real["faces_labelled"] == len(faces) and set(real["people"]) <= train_people
+    # 20 photos and the real faces, one scene each, 4 positives per scene (fewer where a window misses)
+    assert report["networks"]["onet"]["samples"]["positive"] > 4 * 20 + 2 * len(faces)
+    with pytest.raises(ValueError, match="real_thermal_labeller"):
+        train_detector([assets / "faces/att"], tmp_path / "x", DetectorTrainingConfig(real_thermal="x"))

@@ -93,6 +93,17 @@ class DetectorTrainingConfig:
     mining_threshold: float = field(
         default=0.4, metadata={"help": "P-Net threshold of the proposals mined for R-Net and O-Net"}
     )
+    real_thermal: str | None = field(
+        default=None,
+        metadata={
+            "help": "folder holding the PUJ sets (puj_t360/, puj_fone/): the real LWIR images of the PUJ split's "
+            "train people only, pseudo-labelled by real_thermal_labeller, join the photos (self-training)"
+        },
+    )
+    real_thermal_labeller: str | None = field(
+        default=None, metadata={"help": "detector (folder or Hub id) whose faces label the real_thermal images"}
+    )
+    real_renders_per_image: int = field(default=8, metadata={"help": "scenes composed from each real thermal face"})
     mirror_average: bool = field(
         default=False, metadata={"help": "saved for inference: O-Net averages each candidate and its mirror image"}
     )
@@ -113,12 +124,14 @@ class DetectorTrainingConfig:
 
 @dataclass
 class LabelledFace:
-    """A visible photo with the visible detector's face: box (4,) and landmarks (5, 2), input pixels."""
+    """A photo with its face: box (4,) and landmarks (5, 2), input pixels; a visible photo labelled by the visible
+    detector, or a real thermal image pseudo-labelled by a cross-spectral one (`spectrum="thermal"`)."""
 
     image: np.ndarray
     box: np.ndarray
     landmarks: np.ndarray
     path: str = ""
+    spectrum: str = "visible"  # "thermal": a real LWIR image, whose scenes get the sensor model only
 
 
 # ------------------------------------------------------------------------------------------------ sources
@@ -333,6 +346,45 @@ def _sensor(scene_t: np.ndarray, rng: np.random.Generator, face_side: float, pal
         image = image + rng.normal(0.0, rng.uniform(0.0, sigma), (height, 1)).astype(np.float32)  # row stripes
     grey = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     return apply_palette(grey, palette)
+
+
+def _real_thermal_frame(scene: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A scene composed from a real (white-hot) thermal image, seen again by a random sensor: its grey levels taken
+    as temperatures, then pitch, blur, gain, noise, stripes and palette (`_sensor`)."""
+    temperature = cv2.cvtColor(scene, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    face_side = float(np.linalg.norm(landmarks[1] - landmarks[0])) * 2.6
+    return _sensor(temperature, rng, face_side, _thermal_palette(rng))
+
+
+def label_real_thermal(root: str | os.PathLike, labeller: str | os.PathLike, progress: bool = False):
+    """Pseudo-labelled real LWIR faces of the PUJ split's `train` people under `root` (never a validation or
+    measuring person): the faces `labeller` (a cross-spectral detector) finds whose landmarks are plausible (each
+    within 0.1 face-box units of the set's mean, in anatomical order). Returns (faces, images read)."""
+    from ..data.puj import load_puj_split, puj_images
+    from ..edgeface_preprocessing import EdgeFacePreprocessor
+    from ..evaluation.detection import face_region_box, landmark_plausibility
+    from ..images import load_image
+    from .aligner import FaceAligner
+
+    people = sorted(p for p, s in load_puj_split().items() if s == "train")
+    files = [f for camera in puj_images(root, people).values() for fs in camera.values() for f in fs]
+    if not files:
+        raise ValueError(f"No PUJ images of the split's training people were found under {root}.")
+    to_rgb = EdgeFacePreprocessor().to_rgb_uint8
+    images = [to_rgb(np.asarray(load_image(f))) for f in files]
+    aligner = FaceAligner(spectrum="thermal", detector_weights=labeller)
+    found = [(f, im, r[0]) for f, im, r in zip(files, images, aligner.detect_and_align(images)) if isinstance(r, list)]
+    if not found:
+        return [], len(files)
+    plausible = landmark_plausibility(
+        [face.landmarks for _, _, face in found], [face_region_box(im) for _, im, _ in found]
+    )["plausible"]
+    faces = [
+        LabelledFace(im, np.asarray(face.box, np.float64), np.asarray(face.landmarks, np.float64), str(f), "thermal")
+        for (f, im, face), ok in zip(found, plausible)
+        if ok
+    ]
+    return faces, len(files)
 
 
 def _thermal_palette(rng: np.random.Generator) -> str:
@@ -637,7 +689,10 @@ def _render_samples(
             box = points_ = None
         else:
             scene, box, points_ = compose_scene(face, rng, photos)
-        frame = render_frame(scene, points_, spectrum, rng, renderer)
+        if face is not None and face.spectrum == "thermal":
+            frame = _real_thermal_frame(scene, points_, rng)
+        else:
+            frame = render_frame(scene, points_, spectrum, rng, renderer)
         crops, lab, off, pts = sampler(frame, box, points_, rng)
         for size in sampler.sizes:
             chunks[size].append(crops[size])
@@ -684,6 +739,11 @@ def train_detector(
     train_faces = [f for f in faces if _identity(f.path) not in held]
     val_faces = [f for f in faces if _identity(f.path) in held] or faces[:1]
     photos = _face_free_photos(config.negative_photos)
+    real_faces, real_read = [], 0
+    if config.real_thermal:
+        if not config.real_thermal_labeller:
+            raise ValueError("real_thermal needs real_thermal_labeller: the detector whose faces label those images.")
+        real_faces, real_read = label_real_thermal(config.real_thermal, config.real_thermal_labeller, progress)
     sampler = SceneSampler(visible, config.networks, config.samples_per_scene)
     train = _render_samples(
         train_faces,
@@ -696,6 +756,19 @@ def train_detector(
         "rendering scenes",
         photos,
     )
+    if real_faces:
+        extra = _render_samples(
+            real_faces,
+            sampler,
+            config,
+            rng,
+            config.real_renders_per_image,
+            0,
+            progress,
+            "composing real thermal",
+            photos,
+        )
+        _append_samples(train, extra)
     val = _render_samples(
         val_faces, sampler, config, rng, 2, max(10, config.negative_scenes // 10), progress, "rendering held-out scenes"
     )
@@ -730,7 +803,21 @@ def train_detector(
         "held_out_identities": sorted(held),
         "face_free_photos": len(photos),
         "mined_samples": mined,
-        "note": "renders of visible photos (labels from the visible MTCNN); no real thermal or NIR images",
+        "real_thermal": None
+        if not real_faces
+        else {
+            "root": str(config.real_thermal),
+            "labeller": str(config.real_thermal_labeller),
+            "people": sorted({Path(f.path).name.split("_")[0] for f in real_faces}),
+            "images_read": real_read,
+            "faces_labelled": len(real_faces),
+        },
+        "note": "renders of visible photos (labels from the visible MTCNN)"
+        + (
+            "; real LWIR images of the PUJ split's train people, pseudo-labelled by the labeller detector"
+            if real_faces
+            else "; no real thermal or NIR images"
+        ),
     }
     save_detector(detector, output, saved)
     report = {
@@ -746,6 +833,12 @@ def train_detector(
     }
     (output / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _append_samples(samples: dict, extra: dict) -> None:
+    """Add `extra`'s crops, labels, offsets and landmarks to `samples`, for every crop size both have."""
+    for size in set(samples) & set(extra):
+        samples[size] = tuple(torch.cat([old, new]) for old, new in zip(samples[size], extra[size]))
 
 
 def _add_mined_samples(train: dict, faces, detector: MTCNN, config, rng, progress: bool, photos) -> dict[str, int]:
@@ -770,8 +863,7 @@ def _add_mined_samples(train: dict, faces, detector: MTCNN, config, rng, progres
         )
     finally:
         detector.thresholds = saved
-    for size in sizes:
-        train[size] = tuple(torch.cat([old, new]) for old, new in zip(train[size], extra[size]))
+    _append_samples(train, extra)
     labels = extra[sizes[0]][1]
     return {
         "positive": int((labels == 1).sum()),
