@@ -1,8 +1,10 @@
 """Measures of a cross-spectral detector (`hfr-hf train-detector`) against MTCNN, on the shared assets.
 
-* Real LWIR (PUJ-T360, PUJ-FONE: all images): faces found with five landmarks, landmark plausibility (each point
+* Real LWIR (PUJ-T360, PUJ-FONE: all images, and per PUJ split: a detector trained with `--real-thermal` has seen
+  the `train` people's images): faces found with five landmarks, landmark plausibility (each point
   within `--tolerance` face-box units of its mean over the set, anatomical order), and thermal→thermal
-  identification (GalleryPristine vs ProbePristine, per camera, EdgeFace-XXS from `--model`): the detector's
+  identification (GalleryPristine vs ProbePristine, per camera, EdgeFace-XXS from `--model`; all people, and the
+  measuring (`test`) people of the PUJ split alone): the detector's
   alignment against the registered crops simply resized to 112×112. A probe or gallery image where no face is
   found is resized instead, so both columns use every image.
 * Renders of held-out identities (AT&T s31-s40, Yale subjects 13-15: kept out of the README's training command):
@@ -32,6 +34,7 @@ from PIL import Image
 
 from hfr_hf.alignment import FaceAligner
 from hfr_hf.alignment.detector_training import find_images, label_faces
+from hfr_hf.data.puj import load_puj_split
 from hfr_hf.evaluation import eer, identification_metrics, probe_gallery_scores
 from hfr_hf.evaluation.detection import (
     face_check_rates,
@@ -54,6 +57,11 @@ def real_thermal(assets: Path, aligner: FaceAligner, tolerance: float) -> tuple[
     for camera in ("puj_t360", "puj_fone"):
         mine = [i for i, f in enumerate(files) if camera in str(f)]
         report[camera] = {"images": len(mine), "found": int(sum(found[i] for i in mine))}
+    # a detector self-trained on the PUJ train people (--real-thermal) has seen their images: each split apart
+    split = load_puj_split()
+    for part in ("train", "validation", "test"):
+        mine = [i for i, f in enumerate(files) if split.get(f.name.split("_")[0]) == part]
+        report[f"people_{part}"] = {"images": len(mine), "found": int(sum(found[i] for i in mine))}
     points = [r[0].landmarks for r in results if not isinstance(r, Exception)]
     boxes = [face_region_box(im) for im, r in zip(images, results) if not isinstance(r, Exception)]
     plausible = (
@@ -66,14 +74,16 @@ def real_thermal(assets: Path, aligner: FaceAligner, tolerance: float) -> tuple[
     return report, {str(f): r for f, r in zip(files, results)}
 
 
-def identification(assets: Path, model_folder: str, detections: dict) -> dict:
+def identification(assets: Path, model_folder: str, detections: dict, people: set | None = None) -> dict:
+    """Per camera, GalleryPristine vs ProbePristine (of `people` only, when given): rank-1 and EER."""
     from hfr_hf.inference import embed_images, load_model
 
     model, processor = load_model(model_folder)
     out = {}
+    mine = lambda files: [f for f in files if people is None or f.name.split("_")[0] in people]  # noqa: E731
     for camera in ("puj_t360", "puj_fone"):
-        gallery = sorted(Path(assets, "thermal", camera, "GalleryPristine").glob("*.tiff"))
-        probes = sorted(Path(assets, "thermal", camera, "ProbePristine").glob("*.tiff"))
+        gallery = mine(sorted(Path(assets, "thermal", camera, "GalleryPristine").glob("*.tiff")))
+        probes = mine(sorted(Path(assets, "thermal", camera, "ProbePristine").glob("*.tiff")))
         ids = lambda files: [f.name.split("_")[0] for f in files]  # noqa: E731
         rows = {}
         for name in ("resized", "detector"):
@@ -119,6 +129,11 @@ def main() -> None:
         detections_by_spectrum[spectrum] = detections
         if args.model:
             report[f"identification_{spectrum}"] = identification(assets, args.model, detections)
+    if args.model:  # the measuring people only: what no detector trained with --real-thermal has seen
+        measuring = {p for p, s in load_puj_split().items() if s == "test"}
+        report["identification_thermal_measuring_people"] = identification(
+            assets, args.model, detections_by_spectrum["thermal"], measuring
+        )
 
     faces_root = assets / "faces"
     held = [
