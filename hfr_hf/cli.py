@@ -201,7 +201,7 @@ def _verify(args: argparse.Namespace) -> int:
     size = (processor.size["width"], processor.size["height"])
     for path, crop in zip(paths, crops):
         try:
-            check_crop(_resized(crop, size), checker.face_score if checker else None)
+            checker.check_crop(_resized(crop, size)) if checker else check_crop(_resized(crop, size))
         except AlignmentError as error:
             hint = " Align it from landmarks (hfr-hf align --landmarks)"
             if checker is not None and checker.spectrum == "visible":

@@ -159,6 +159,30 @@ def test_face_check_follows_the_spectrum(puj_results, thermal, reduced_detector,
         assert face_check_rates(aligner, non_face_crops)["passed"] == 0
 
 
+def test_face_check_takes_the_detectors_own_threshold(puj_results, reduced_detector, tmp_path):
+    """A detector's `face_check_threshold` (config.json) decides its face check; MTCNN keeps MIN_FACE_SCORE."""
+    import json
+    import shutil
+
+    from hfr_hf.alignment import AlignmentError
+    from hfr_hf.alignment.quality import MIN_FACE_SCORE
+
+    _, _, results = puj_results
+    default = FaceAligner(spectrum="thermal", detector_weights=reduced_detector)
+    crops = [r[0].crop for r in results if not isinstance(r, Exception)][:20]
+    crop = min(crops, key=default.face_score)  # the least sure one, whose score is below 1
+    score = default.check_crop(crop)
+    assert score >= MIN_FACE_SCORE
+    strict = tmp_path / "strict"
+    shutil.copytree(reduced_detector, strict)
+    config = json.loads((strict / "config.json").read_text())
+    config["face_check_threshold"] = (1 + score) / 2  # above this crop's score
+    (strict / "config.json").write_text(json.dumps(config))
+    with pytest.raises(AlignmentError, match="face score"):
+        FaceAligner(spectrum="thermal", detector_weights=strict).check_crop(crop)
+    assert FaceAligner(spectrum="thermal", detector_weights=strict).face_score(crop) == pytest.approx(score)
+
+
 def test_verify_judges_thermal_crops_with_the_thermal_detector(
     puj_results, thermal, reduced_detector, xxs_folder, tmp_path, capsys
 ):

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 
 from ..edgeface_preprocessing import EdgeFacePreprocessor
-from .detector import SPECTRA, guess_spectrum, load_detector
+from .detector import SPECTRA, detector_face_check_threshold, guess_spectrum, load_detector
 from .mtcnn import MTCNN, FaceDetections
-from .quality import AlignmentError, check_coverage, check_crop, check_landmarks, check_layout
+from .quality import MIN_FACE_SCORE, AlignmentError, check_coverage, check_crop, check_landmarks, check_layout
 
 __all__ = [
     "ARCFACE_TEMPLATE",
@@ -209,23 +209,34 @@ class FaceAligner:
         check_crop(crop)
         return AlignedFace(crop, points, matrix, source=source)
 
+    def _face_scores(self, crop: np.ndarray) -> list[tuple[float, float]]:
+        """(score, the detector's face-check threshold) of each detector that judges `crop` (see face_score)."""
+        kind = {"visible": "visible", "nir": "thermal", "thermal": "thermal"}.get(self.spectrum) or guess_spectrum(crop)
+        scores = []
+        if kind in ("visible", "grey"):
+            scores.append((float(self.detector.face_scores([crop])[0]), MIN_FACE_SCORE))
+        if kind in ("thermal", "grey"):
+            detector = self.cross_detector
+            scores.append((float(detector.face_scores([crop])[0]), detector_face_check_threshold(detector)))
+        return scores
+
     def face_score(self, crop: np.ndarray) -> float:
         """How much an aligned (size, size, 3) uint8 crop looks like a face to a detector's last stage (O-Net
         probability, on the crop less a 1/14 margin, as its boxes frame faces): MTCNN's for `visible`, the
         cross-spectral detector's for `nir` and `thermal`; for `auto`, MTCNN's on colour photos, the
         cross-spectral one's on false-colour crops and the higher of the two on grey ones."""
-        kind = {"visible": "visible", "nir": "thermal", "thermal": "thermal"}.get(self.spectrum) or guess_spectrum(crop)
-        scores = []
-        if kind in ("visible", "grey"):
-            scores.append(float(self.detector.face_scores([crop])[0]))
-        if kind in ("thermal", "grey"):
-            scores.append(float(self.cross_detector.face_scores([crop])[0]))
-        return max(scores)
+        return max(score for score, _ in self._face_scores(crop))
 
     def check_crop(self, crop: np.ndarray) -> float:
         """Refuse (`AlignmentError`) a crop that is blank or that the detector does not take for a face; returns
-        the face score. For crops given as already aligned, before they are compared."""
-        return check_crop(np.asarray(crop), self.face_score)
+        the face score. For crops given as already aligned, before they are compared. Each detector judges by its
+        own threshold: MTCNN's `MIN_FACE_SCORE`, a trained detector's calibrated `face_check_threshold`; on a grey
+        crop under `auto` one of the two must take it for a face."""
+        crop = np.asarray(crop)
+        check_crop(crop)  # blank
+        scores = self._face_scores(crop)
+        score, threshold = max(scores, key=lambda pair: pair[0] - pair[1])
+        return check_crop(crop, lambda _: score, threshold)
 
     def _faces(self, rgb: np.ndarray, detections: FaceDetections, source: str) -> list[AlignedFace]:
         faces = []

@@ -118,6 +118,14 @@ def load_detector(weights: str | os.PathLike, device: str | torch.device = "cpu"
     return detector
 
 
+def detector_face_check_threshold(detector: MTCNN) -> float:
+    """The O-Net score a trained detector needs to take an aligned crop for a face (its config's calibrated
+    `face_check_threshold`; MTCNN's `MIN_FACE_SCORE` otherwise)."""
+    from .quality import MIN_FACE_SCORE
+
+    return float((getattr(detector, "config", None) or {}).get("face_check_threshold") or MIN_FACE_SCORE)
+
+
 # ------------------------------------------------------------------------------------------------ spectrum
 
 

@@ -118,6 +118,10 @@ class DetectorTrainingConfig:
     thresholds: tuple[float, float, float] = field(
         default=(0.6, 0.7, 0.7), metadata={"help": "P-Net, R-Net, O-Net thresholds saved with the detector"}
     )
+    face_check_threshold: float = field(
+        default=0.5,
+        metadata={"help": "O-Net score an aligned crop needs to pass the face check (FaceAligner.check_crop)"},
+    )
     min_face_size: int = 20
     exclude: tuple[str, ...] = field(default=(), metadata={"help": "glob patterns of images kept out of training"})
 

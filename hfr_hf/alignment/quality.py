@@ -104,17 +104,19 @@ def check_coverage(matrix: np.ndarray, image_shape: tuple[int, ...], size: int) 
         )
 
 
-def check_crop(crop: np.ndarray, face_score: Callable[[np.ndarray], float] | None = None) -> float | None:
-    """Refuse a (size, size, 3) uint8 crop that is blank, or that `face_score` (crop → probability) does not take
-    for a face; returns the score (None without a scorer)."""
+def check_crop(
+    crop: np.ndarray, face_score: Callable[[np.ndarray], float] | None = None, minimum: float = MIN_FACE_SCORE
+) -> float | None:
+    """Refuse a (size, size, 3) uint8 crop that is blank, or that `face_score` (crop → probability) scores under
+    `minimum`; returns the score (None without a scorer)."""
     grey = np.asarray(crop, np.float64).mean(axis=-1) if crop.ndim == 3 else np.asarray(crop, np.float64)
     if grey.size == 0 or float(grey.std()) < MIN_BLANK_STD:
         raise AlignmentError("The face crop is blank (nearly one colour); there is no face to compare.")
     if face_score is None:
         return None
     score = float(face_score(crop))
-    if score < MIN_FACE_SCORE:
+    if score < minimum:
         raise AlignmentError(
-            f"The image does not look like a face crop to the detector (face score {score:.2f} < {MIN_FACE_SCORE})."
+            f"The image does not look like a face crop to the detector (face score {score:.2f} < {minimum:g})."
         )
     return score
