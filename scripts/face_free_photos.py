@@ -5,7 +5,7 @@ deep field, micrographs, ...) that the detector's synthetic face-free scenes mis
 (astronaut, camera, chelsea) are left out. scikit-image's images are under its own licences (public domain or
 CC0 for most; see skimage/data/README.txt). Run from the repository root:
 
-    pip install scikit-image && python scripts/face_free_photos.py runs/face_free
+    pip install 'hfr-hf[detector]' && python scripts/face_free_photos.py runs/face_free
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def main() -> None:
     try:
         import skimage
     except ImportError:
-        raise SystemExit("scikit-image is needed: pip install scikit-image") from None
+        raise SystemExit("scikit-image is needed: pip install 'hfr-hf[detector]' (or scikit-image)") from None
     from PIL import Image
 
     data = Path(skimage.__file__).parent / "data"

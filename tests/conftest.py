@@ -82,18 +82,39 @@ HELD_OUT = tuple(f"*/att/s{i}/*" for i in range(31, 41)) + tuple(f"*/yale/subjec
 
 @pytest.fixture(scope="session")
 def reduced_detector(assets, tmp_path_factory) -> Path:
-    """A cross-spectral detector trained once per session by the project's own `train_detector`, reduced (two
-    renders per photo, two epochs: 11 min on a heavily shared 2-core machine); trained weights are never committed."""
+    """The cross-spectral detector, trained once per session by the project's own `train_detector` as the README
+    trains it, reduced (two renders per photo, two epochs): a base training, whose faces then label the real LWIR
+    images of the PUJ split's train people for the second, self-trained one (with scikit-image's face-free photos,
+    mined samples, a 3x landmark loss, mirror averaging). About 20 min on a shared 2-core machine; trained weights
+    are never committed."""
+    import dataclasses
+    import subprocess
+    import sys
+
     from hfr_hf.alignment.detector_training import DetectorTrainingConfig, train_detector
 
-    reuse = os.environ.get("HFR_HF_TEST_DETECTOR")  # a folder `hfr-hf train-detector` made with this same config
+    reuse = os.environ.get("HFR_HF_TEST_DETECTOR")  # a folder `hfr-hf train-detector` made with this same recipe
     if reuse:
         return Path(reuse)
-    config = DetectorTrainingConfig(renders_per_image=2, negative_scenes=150, epochs=2, exclude=HELD_OUT)
-    folder = tmp_path_factory.mktemp("detector") / "reduced"
+    root = tmp_path_factory.mktemp("detector")
     faces = assets / "faces"
-    train_detector([faces / "yale", faces / "att", faces / "deepface"], folder, config, progress=False)
-    return folder
+    folders = [faces / "yale", faces / "att", faces / "deepface"]
+    base = DetectorTrainingConfig(renders_per_image=2, negative_scenes=150, epochs=2, exclude=HELD_OUT)
+    train_detector(folders, root / "base", base, progress=False)
+    photos = root / "face_free"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "face_free_photos.py"
+    subprocess.run([sys.executable, str(script), str(photos)], check=True, capture_output=True)
+    config = dataclasses.replace(
+        base,
+        negative_photos=(str(photos),),
+        landmark_weight=3.0,
+        mined_renders=3,
+        mirror_average=True,
+        real_thermal=str(assets / "thermal"),
+        real_thermal_labeller=str(root / "base"),
+    )
+    train_detector(folders, root / "reduced", config, progress=False)
+    return root / "reduced"
 
 
 @pytest.fixture(scope="session")
