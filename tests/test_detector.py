@@ -237,6 +237,16 @@ def test_push_detector_dry_run_writes_card_and_weights(tmp_path, capsys):
     load_detector(tmp_path / "dry")  # the pushed folder loads as a detector
 
 
+def test_detector_card_names_the_real_thermal_data_and_its_terms():
+    from hfr_hf.hub.detector import detector_card
+
+    real = {"root": "/a/thermal", "labeller": "runs/base", "people": ["S01", "S02"], "faces_labelled": 20}
+    config = {"networks": ["onet"], "training_data": {"folders": ["/x/faces/att"], "real_thermal": real}}
+    card = detector_card(config, None, "someone/thermal-mtcnn")
+    assert "No real thermal" not in card and "2 PUJ people (20 faces)" in card and "S01, S02" in card
+    assert "GPL-3.0" in card and "Rodríguez Pulecio" in card
+
+
 def test_push_detector_refuses_internal_photos(tmp_path, capsys):
     save_detector(MTCNN(), tmp_path / "det", {"networks": ["onet"], "training_data": {"folders": ["/x/deepface"]}})
     assert main(["push", "someone/d", "--detector", str(tmp_path / "det"), "--dry-run", str(tmp_path / "dry")]) == 1

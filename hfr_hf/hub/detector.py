@@ -29,6 +29,14 @@ def detector_card(config: dict, report: dict | None, repo_id: str) -> str:
     folders = data.get("folders", [])
     terms = [text for key, text in _DATA_TERMS.items() if any(Path(f).name == key for f in folders)]
     networks = ", ".join(config.get("networks", []))
+    real = data.get("real_thermal")
+    trained_on = (
+        "photos, labels from the visible MTCNN on the same frames; and real LWIR images of "
+        f"{len(real['people'])} PUJ people ({real['faces_labelled']} faces), pseudo-labelled by the detector "
+        f"{real['labeller']} (self-training)."
+        if real
+        else "photos, labels from the visible MTCNN on the same frames. No real thermal or NIR image was used."
+    )
     lines = [
         "---",
         "license: other",
@@ -40,7 +48,7 @@ def detector_card(config: dict, report: dict | None, repo_id: str) -> str:
         "",
         "Five-landmark face detector for thermal and NIR images: MTCNN's cascade (Zhang et al., 2016) with "
         f"{networks} fine-tuned by `hfr-hf train-detector` on pseudo-thermal and pseudo-NIR renders of visible "
-        "photos, labels from the visible MTCNN on the same frames. No real thermal or NIR image was used.",
+        + trained_on,
         "",
         "```python",
         "from hfr_hf.alignment import FaceAligner",
@@ -54,11 +62,30 @@ def detector_card(config: dict, report: dict | None, repo_id: str) -> str:
         f"- kept out: {', '.join(config.get('exclude', [])) or 'nothing'}; held-out identities for validation: "
         f"{len(data.get('held_out_identities', []))}",
         f"- spectra of the renders: {json.dumps(config.get('spectra', {}))}",
+        *(
+            [f"- real LWIR (PUJ split's train people only): {', '.join(real['people'])}, from {real['root']}"]
+            if real
+            else []
+        ),
+        *([f"- face-free photos: {data['face_free_photos']}"] if data.get("face_free_photos") else []),
         "",
         "## Licences",
         "",
         "- MTCNN starting weights: MIT (the `mtcnn` PyPI package by Iván de Paz Centeno).",
         *[f"- {text}" for text in terms],
+        *(
+            [
+                "- PUJ-T360 / PUJ-FONE thermal faces: GPL-3.0 repository data; cite Rodríguez Pulecio, Benítez "
+                'Restrepo, Bovik, "Making Infrared Face Recognition Robust Against Image Quality Degradations"'
+            ]
+            if real
+            else []
+        ),
+        *(
+            ["- face-free photos (scikit-image's data): their own terms, public domain or CC0 for most"]
+            if data.get("face_free_photos")
+            else []
+        ),
         "- Any other photos: the terms of whoever supplied them.",
     ]
     if report:
