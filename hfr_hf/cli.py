@@ -81,6 +81,7 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
         "real_thermal": args.real_thermal,
         "real_thermal_labeller": args.labeller,
         "mirror_average": args.mirror_average or None,
+        "thresholds": tuple(args.thresholds) if args.thresholds else None,
     }
     config = dataclasses.replace(DetectorTrainingConfig(), **{k: v for k, v in options.items() if v is not None})
     report = train_detector(args.images, args.output, config)
@@ -916,6 +917,13 @@ def build_parser() -> argparse.ArgumentParser:
         "pseudo-labelled by --labeller (self-training)",
     )
     train_detector.add_argument("--labeller", metavar="DETECTOR", help="detector whose faces label --real-thermal")
+    train_detector.add_argument(
+        "--thresholds",
+        nargs=3,
+        type=float,
+        metavar=("P", "R", "O"),
+        help="P-Net, R-Net, O-Net thresholds saved with the detector (default 0.6 0.7 0.7)",
+    )
     train_detector.add_argument(
         "--mirror-average", action="store_true", help="save the detector to average O-Net on each face's mirror"
     )

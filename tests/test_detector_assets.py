@@ -1,16 +1,17 @@
 """The cross-spectral detector on the real thermal images and on held-out renders.
 
-Trained weights are never committed, so this module trains a reduced detector once per session with the
-project's own function (`train_detector`, what `hfr-hf train-detector` runs; the `reduced_detector` fixture in
-conftest.py): fewer renders and epochs than the default, on the AT&T, Yale and deepface photos minus the held-out
-identities (conftest's HELD_OUT). The bounds are what that
-reduced detector reaches, with some room (measured: 398-403/426 found, 89 % of them plausible at 0.1 face-box
-units, rank-1 0.87-0.89 / 0.92-0.94 on T360 / FONE against 1.00 / 0.96 for the registered crops resized, median
-landmark error on held-out renders 0.089 thermal and 0.060-0.063 NIR, no face on 60 face-free images; its O-Net
-takes all the crops it aligned for faces, MTCNN's 6 % of them). They are below the issue's targets
-(≥ 98 % found, identification at least as good as resized, error ≤ 0.05): these tests pin what is reached so it
-cannot silently get worse; the README says what is still missing. No real thermal image is used in training:
-PUJ-T360 and PUJ-FONE are the test set.
+Trained weights are never committed, so this module trains the detector once per session with the project's own
+function (`train_detector`, what `hfr-hf train-detector` runs; the `reduced_detector` fixture in conftest.py) by
+the README's two-step recipe, reduced (fewer renders and epochs): a base training on renders of the AT&T, Yale and
+deepface photos minus the held-out identities (conftest's HELD_OUT), then a self-trained one that adds the real
+LWIR images of the PUJ split's 15 train people, pseudo-labelled by the base (the validation and the 20 measuring
+people are never read), face-free photos, mined samples and mirror averaging. These tests hold it to the issue's
+targets where it reaches them and pin the rest, so that nothing silently gets worse. Measured: 426/426 found (202/202 of
+the measuring people), 93 % with plausible landmarks; rank-1 1.000 / 1.000 and EER 0.053 / 0.075 on T360 / FONE
+against 1.000 / 0.962 and 0.101 / 0.113 for the registered crops resized; on the measuring people alone EER 0.077 vs
+0.071 (T360) and 0.095 vs 0.119 (FONE); no face on two face-free sets of 60; median landmark error on held-out
+renders 0.074 thermal and 0.043 NIR (the issue asks ≤ 0.05: not reached). The README's full recipe does better on
+every one of these (its table).
 """
 
 from __future__ import annotations
@@ -57,11 +58,16 @@ def puj_results(puj, thermal):
 
 
 def test_real_thermal_faces_are_found(puj_results, puj):
-    _, _, results = puj_results
-    found = np.mean([not isinstance(r, Exception) for r in results])
+    from hfr_hf.data.puj import load_puj_split
+
+    files, _, results = puj_results
+    found = np.array([not isinstance(r, Exception) for r in results])
     visible = FaceAligner().detect_and_align(puj[1][::6])
     assert np.mean([not isinstance(r, Exception) for r in visible]) < 0.05  # MTCNN as it was: almost none
-    assert found >= 0.9
+    assert found.mean() >= 0.98
+    split = load_puj_split()
+    measuring = np.array([split[f.name.split("_")[0]] == "test" for f in files])
+    assert measuring.sum() == 202 and found[measuring].mean() >= 0.98  # people no training read
 
 
 def test_real_thermal_landmarks_are_plausible(puj_results):
@@ -70,7 +76,7 @@ def test_real_thermal_landmarks_are_plausible(puj_results):
     plausible = landmark_plausibility([f.landmarks for _, f in kept], [face_region_box(im) for im, _ in kept], 0.1)
     # eyes in the upper half, mouth in the lower third of the segmented face
     assert plausible["mean"][:2, 1].max() < 0.5 and plausible["mean"][3:, 1].min() > 0.66
-    assert plausible["rate"] >= 0.85
+    assert plausible["rate"] >= 0.9
 
 
 def _identification(model, processor, files, results, use_detector: bool) -> dict:
@@ -96,15 +102,23 @@ def _identification(model, processor, files, results, use_detector: bool) -> dic
     return out
 
 
-def test_thermal_identification_with_detector_alignment(puj_results, xxs_folder):
+@pytest.mark.parametrize("people", ["all", "measuring"])
+def test_thermal_identification_with_detector_alignment(puj_results, xxs_folder, people):
+    from hfr_hf.data.puj import load_puj_split
+
     model, processor = load_model(xxs_folder)
     files, _, results = puj_results
-    aligned = _identification(model, processor, files, (files, results), use_detector=True)
-    resized = _identification(model, processor, files, (files, results), use_detector=False)
+    split = load_puj_split()
+    chosen = [f for f in files if people == "all" or split[f.name.split("_")[0]] == "test"]
+    aligned = _identification(model, processor, chosen, (files, results), use_detector=True)
+    resized = _identification(model, processor, chosen, (files, results), use_detector=False)
+    # the reduced training's T360 EER on the measuring people is 0.006 above the resized crops' (the full recipe's is
+    # 0.011 below): pinned with that room; everywhere else at least as good as the registered crops resized
+    room = 0.01 if people == "measuring" else 0.0
     for camera in aligned:
-        # rank-1 over 25 enrolled people (chance 0.04); not yet as good as the registered crops resized
-        assert aligned[camera][0] >= 0.8, (camera, aligned, resized)
-        assert aligned[camera][1] <= 0.3, (camera, aligned, resized)  # EER
+        # rank-1 over the enrolled people (chance 0.04 for all 25) and EER
+        assert aligned[camera][0] >= resized[camera][0], (camera, aligned, resized)
+        assert aligned[camera][1] <= resized[camera][1] + room, (camera, aligned, resized)
 
 
 @pytest.fixture(scope="module")
@@ -123,13 +137,14 @@ def held_out_faces(assets, thermal):
 def test_held_out_render_landmarks(held_out_faces, thermal, spectrum):
     errors = render_landmark_errors(held_out_faces, thermal, spectrum, renders=1, seed=3)
     assert errors["found"] >= 0.95
-    assert errors["median"] <= {"thermal": 0.12, "nir": 0.08}[spectrum]
+    assert errors["median"] <= {"thermal": 0.09, "nir": 0.06}[spectrum]
 
 
-def test_no_faces_invented(reduced_detector):
-    images, _ = non_face_images(40)
+@pytest.mark.parametrize("seed", [1234, 4321])
+def test_no_faces_invented(reduced_detector, seed):
+    images, _ = non_face_images(40, seed=seed)
     result = false_detections(FaceAligner(select="all", spectrum="thermal", detector_weights=reduced_detector), images)
-    assert result["per_image"] <= 0.02
+    assert result["images"] == 60 and result["faces"] == 0
 
 
 def test_visible_spectrum_is_mtcnn_unchanged(assets, reduced_detector):
