@@ -233,6 +233,7 @@ def test_cli_search_and_real_thermal_flags_reach_the_training_config(monkeypatch
     from hfr_hf.training import load_config
 
     argv = ["--preset", "auto", "--auto-budget", "120", "--auto-epochs", "1", "--auto-presets", "ln,ln_stem_s0"]
+    argv += ["--auto-finalists", "2"]
     argv += ["--real-target-data", "thermal", "--target-identity-weight", "0.1", "--alignment-weight", "0.5"]
     argv += ["--target-temperature", "0.2", "--real-target-batch-size", "16", "--self-distillation-weight", "3"]
     seen = _experiment_flags(monkeypatch, argv)
@@ -241,7 +242,7 @@ def test_cli_search_and_real_thermal_flags_reach_the_training_config(monkeypatch
         None, model="m", data="d", output_dir="o", adapter_preset=seen["adapter_preset"], **seen["training"]
     )
     assert (config.adapter_preset, config.auto_budget_s, config.auto_epochs) == ("auto", 120.0, 1)
-    assert config.auto_presets == ["ln", "ln_stem_s0"] and config.learning_rate is None
+    assert config.auto_presets == ["ln", "ln_stem_s0"] and config.learning_rate is None and config.auto_finalists == 2
     assert (config.real_target_data, config.real_target_batch_size) == ("thermal", 16)
     loss = config.loss
     assert (loss.target_identity_weight, loss.alignment_weight, loss.target_temperature) == (0.1, 0.5, 0.2)
