@@ -116,9 +116,9 @@ def search_presets(config, resume: bool = False) -> dict[str, Any]:
         times.append(row["time_s"])
     finalists = _finalist_round(config, rows, started, output)
     done = [r for r in rows if r["status"] == "done"]
-    best = min(done, key=lambda r: (r["score"], r["trainable_parameters"], rows.index(r)))
+    best = min(done, key=_rule(rows))
     if len(finalists) >= 2:  # a round of one cannot change the choice
-        best = min(finalists, key=lambda r: (r["final"]["score"], r["trainable_parameters"], rows.index(r)))
+        best = min(finalists, key=_rule(rows, final=True))
     record = {
         "rule": SCORE_RULE,
         "budget_s": config.auto_budget_s,
@@ -194,7 +194,7 @@ def _finalist_round(config, rows: list[dict[str, Any]], started: float, output: 
     if config.auto_finalists < 2 or epochs <= config.auto_epochs:
         return []
     done = [r for r in rows if r["status"] == "done"]
-    ranked = sorted(done, key=lambda r: (r["score"], r["trainable_parameters"], rows.index(r)))
+    ranked = sorted(done, key=_rule(rows))
     finalists = []
     for row in ranked[: config.auto_finalists]:
         estimate = row["time_s"] / max(row["epochs"], 1) * epochs
@@ -206,6 +206,12 @@ def _finalist_round(config, rows: list[dict[str, Any]], started: float, output: 
         row["final"] = {"status": "done", **{k: v for k, v in result.items() if k != "trainable_parameters"}}
         finalists.append(row)
     return finalists
+
+
+def _rule(rows: list[dict[str, Any]], final: bool = False):
+    """Sort key of the search's rule: the lower score (the finalist's with `final`), then fewer trainable
+    parameters, then the earlier candidate."""
+    return lambda r: ((r["final"] if final else r)["score"], r["trainable_parameters"], rows.index(r))
 
 
 def _chosen(row: dict[str, Any], final: bool) -> dict[str, Any]:

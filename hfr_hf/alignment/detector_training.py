@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from .aligner import ARCFACE_TEMPLATE, similarity_transform
 from .detector import save_detector
 from .mtcnn import MTCNN
+from .quality import MIN_FACE_SCORE
 
 __all__ = [
     "DetectorTrainingConfig",
@@ -119,7 +120,7 @@ class DetectorTrainingConfig:
         default=(0.6, 0.7, 0.7), metadata={"help": "P-Net, R-Net, O-Net thresholds saved with the detector"}
     )
     face_check_threshold: float = field(
-        default=0.5,
+        default=MIN_FACE_SCORE,
         metadata={"help": "O-Net score an aligned crop needs to pass the face check (FaceAligner.check_crop)"},
     )
     min_face_size: int = 20
@@ -788,13 +789,8 @@ def train_detector(
         before = _evaluate_losses(name, net, val[size])
         history = _fit(name, net, train[size], config, generator, progress)
         after = _evaluate_losses(name, net, val[size])
-        labels = train[size][1]
         networks[name] = {
-            "samples": {
-                "positive": int((labels == 1).sum()),
-                "part": int((labels == -1).sum()),
-                "negative": int((labels == 0).sum()),
-            },
+            "samples": _sample_counts(train[size][1]),
             "train_loss": history,
             "held_out_before": before,
             "held_out_after": after,
@@ -848,7 +844,6 @@ def _append_samples(samples: dict, extra: dict) -> None:
 def _add_mined_samples(train: dict, faces, detector: MTCNN, config, rng, progress: bool, photos) -> dict[str, int]:
     """Render fresh scenes, cut samples around the proposals of the tuned P-Net (every scene, at
     `mining_threshold`) and add them to the R-Net and O-Net training samples; returns the counts added."""
-    sizes = sorted({_SIZES[n] for n in config.networks if n != "pnet"})
     names = [n for n in config.networks if n != "pnet"]
     saved = detector.thresholds
     detector.thresholds = (config.mining_threshold, *saved[1:])
@@ -868,7 +863,11 @@ def _add_mined_samples(train: dict, faces, detector: MTCNN, config, rng, progres
     finally:
         detector.thresholds = saved
     _append_samples(train, extra)
-    labels = extra[sizes[0]][1]
+    return _sample_counts(next(iter(extra.values()))[1])  # every crop size holds the same samples
+
+
+def _sample_counts(labels: torch.Tensor) -> dict[str, int]:
+    """Positive (1), part (-1) and negative (0) samples among `labels`."""
     return {
         "positive": int((labels == 1).sum()),
         "part": int((labels == -1).sum()),
