@@ -47,15 +47,20 @@ def blob_centroids(crop, near, radius=6):
 
 
 class FakeDetector:
-    """Stands in for MTCNN: returns the given detections for every image."""
+    """Stands in for MTCNN: returns the given detections for every image, and `face_score` as its O-Net's face
+    check of any aligned crop."""
 
-    def __init__(self, boxes, scores, landmarks):
+    def __init__(self, boxes, scores, landmarks, face_score=1.0):
         self.detections = FaceDetections(
             np.asarray(boxes, np.float32), np.asarray(scores, np.float32), np.asarray(landmarks, np.float32)
         )
+        self.face_score = face_score
 
     def detect(self, images):
         return [self.detections for _ in images]
+
+    def face_scores(self, crops):
+        return np.full(len(crops), self.face_score, np.float32)
 
 
 def test_similarity_transform_recovers_a_known_one():
@@ -120,6 +125,29 @@ def two_faces():
 def test_face_selection(select, expected_scores):
     faces = FaceAligner(select=select, detector=two_faces()).align(np.zeros((400, 400, 3), np.uint8))
     assert [f.score for f in faces] == pytest.approx(expected_scores)
+
+
+def test_detections_that_fail_the_face_check_are_not_faces():
+    rng = np.random.default_rng(4)
+    landmarks = transform_points(random_similarity(rng), ARCFACE_TEMPLATE)
+    image = blob_image(landmarks)
+    doubtful = FakeDetector([[50, 50, 300, 350]], [0.99], [landmarks], face_score=0.6)
+    with pytest.raises(AlignmentError, match=r"does not look like a face once aligned \(face score 0.60 < 0.9\)"):
+        FaceAligner(detector=doubtful).align(image)
+    face = FaceAligner(detector=doubtful, face_check=False).align(image)[0]  # raw detections, for study
+    assert face.score == pytest.approx(0.99) and "face_score" not in face.extra
+
+
+def test_the_face_check_drops_a_failing_face_and_keeps_the_others():
+    class OneDoubtful(FakeDetector):
+        def face_scores(self, crops):  # the small face (the first) fails
+            return np.array([0.3] + [1.0] * (len(crops) - 1), np.float32)
+
+    detector = two_faces()
+    detector.__class__ = OneDoubtful
+    faces = FaceAligner(select="all", detector=detector).align(np.zeros((400, 400, 3), np.uint8))
+    assert [f.score for f in faces] == pytest.approx([0.9])
+    assert faces[0].extra["face_score"] == pytest.approx(1.0) and faces[0].extra["face_check_threshold"] == 0.9
 
 
 def test_registered_twin_uses_the_visible_landmarks():
@@ -284,3 +312,28 @@ def test_landmark_csv_errors(tmp_path):
     bad.write_text("path,a,b,c\nx.png,1,2,3\n")
     with pytest.raises(ValueError, match="bad.csv:2: expected a path and 4 or 10"):
         read_landmarks_csv(bad)
+
+
+def test_stock_mtcnn_invents_no_face_once_its_detections_are_face_checked():
+    """MTCNN as published frames thermal textures as faces (O-Net 0.8); the face check of the aligned crop
+    (O-Net ≥ MIN_FACE_SCORE) keeps them out of everything an aligner feeds: verify, galleries, the Space."""
+    from hfr_hf.evaluation.detection import false_detections, non_face_images
+
+    raw, checked = 0, 0
+    for seed in (1234, 4321):
+        images, _ = non_face_images(40, seed=seed)
+        raw += false_detections(FaceAligner(select="all", face_check=False), images)["faces"]
+        checked += false_detections(FaceAligner(select="all"), images)["faces"]
+    assert raw >= 4 and checked == 0
+
+
+def test_the_face_check_keeps_every_real_visible_face(assets):
+    """The shared photos' faces all pass MTCNN's face check, with room: what it refuses scores ≤ 0.79."""
+    from hfr_hf.alignment.detector_training import find_images
+    from hfr_hf.alignment.quality import MIN_FACE_SCORE
+
+    faces = assets / "faces"
+    photos = find_images([faces / "deepface", faces / "yale"]) + find_images([faces / "att"])[::4]
+    results = FaceAligner().detect_and_align(photos)
+    assert not [p for p, r in zip(photos, results) if isinstance(r, AlignmentError)]
+    assert min(r[0].extra["face_score"] for r in results) >= MIN_FACE_SCORE + 0.05

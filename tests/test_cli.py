@@ -176,6 +176,20 @@ def test_verify_refuses_crops_without_a_face(first, second, flags, message, xxs_
     assert "cosine" not in captured.out
 
 
+def test_verify_refuses_a_texture_that_mtcnn_takes_for_a_face(xxs_folder, tmp_path, capsys):
+    """A thermal texture in which MTCNN as published detects a face (O-Net 0.84) once scored 1.0 against itself:
+    "same person". Its aligned crop fails the face check, so there is no score."""
+    from hfr_hf.evaluation.detection import non_face_images
+
+    images, kinds = non_face_images(40, seed=1234)
+    assert kinds[11] == "thermal texture"
+    texture = write_png(tmp_path / "texture.png", images[11])
+    code = main(["verify", texture, texture, "--model", str(xxs_folder), "--threshold", "0.4", "--json"])
+    captured = capsys.readouterr()
+    assert code == 1 and "does not look like a face once aligned" in captured.err
+    assert "same_person" not in captured.out
+
+
 def test_verify_scores_aligned_crops_and_faceless_ones_only_when_told(xxs_folder, assets, tmp_path, capsys):
     from hfr_hf.alignment import FaceAligner
 

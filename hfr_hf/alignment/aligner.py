@@ -17,7 +17,7 @@ import numpy as np
 from ..edgeface_preprocessing import EdgeFacePreprocessor
 from .detector import SPECTRA, detector_face_check_threshold, guess_spectrum, load_detector
 from .mtcnn import MTCNN, FaceDetections
-from .quality import MIN_FACE_SCORE, AlignmentError, check_coverage, check_crop, check_landmarks, check_layout
+from .quality import AlignmentError, check_coverage, check_crop, check_landmarks, check_layout
 
 __all__ = [
     "ARCFACE_TEMPLATE",
@@ -98,6 +98,9 @@ class FaceAligner:
             choice is reported in each face's `extra["spectrum"]`.
         detector_weights: folder or Hub repository of a detector made by `hfr-hf train-detector` (needed for
             every spectrum but `visible`; the environment variable HFR_HF_DETECTOR gives a default).
+        face_check: keep only detected faces whose aligned crop passes the face check of the detector that found
+            them (`check_crop`; score and threshold in `extra`): detectors also frame textures, and what is
+            aligned goes on to be compared. False only to study raw detections.
 
     Calling the aligner on an image returns the crop of the selected face, so it can be handed to the image
     processor: `processor(photos, aligner=FaceAligner())`.
@@ -115,6 +118,7 @@ class FaceAligner:
         spectrum: str = "visible",
         detector_weights: str | os.PathLike | None = None,
         auto_visible_score: float = 0.95,
+        face_check: bool = True,
     ) -> None:
         if select not in SELECTIONS:
             raise ValueError(f"select must be one of {', '.join(SELECTIONS)}, got {select!r}.")
@@ -129,6 +133,7 @@ class FaceAligner:
         self.spectrum = spectrum
         self.detector_weights = detector_weights
         self.auto_visible_score = float(auto_visible_score)
+        self.face_check = face_check
         self._cross_detector: MTCNN | None = None
         self.select = select
         self.image_size = image_size
@@ -213,12 +218,9 @@ class FaceAligner:
         """(score, the detector's face-check threshold) of each detector that judges `crop` (see face_score)."""
         kind = {"visible": "visible", "nir": "thermal", "thermal": "thermal"}.get(self.spectrum) or guess_spectrum(crop)
         scores = []
-        if kind in ("visible", "grey"):
-            scores.append((float(self.detector.face_scores([crop])[0]), MIN_FACE_SCORE))
-        if kind in ("thermal", "grey"):
-            detector = self.cross_detector
-            scores.append((float(detector.face_scores([crop])[0]), detector_face_check_threshold(detector)))
-        return scores
+        detectors = [self.detector] if kind in ("visible", "grey") else []
+        detectors += [self.cross_detector] if kind in ("thermal", "grey") else []
+        return [(float(d.face_scores([crop])[0]), detector_face_check_threshold(d)) for d in detectors]
 
     def face_score(self, crop: np.ndarray) -> float:
         """How much an aligned (size, size, 3) uint8 crop looks like a face to a detector's last stage (O-Net
@@ -230,7 +232,7 @@ class FaceAligner:
     def check_crop(self, crop: np.ndarray) -> float:
         """Refuse (`AlignmentError`) a crop that is blank or that the detector does not take for a face; returns
         the face score. For crops given as already aligned, before they are compared. Each detector judges by its
-        own threshold: MTCNN's `MIN_FACE_SCORE`, a trained detector's calibrated `face_check_threshold`; on a grey
+        own threshold: MTCNN's `quality.MIN_FACE_SCORE`, a trained detector's calibrated `face_check_threshold`; on a grey
         crop under `auto` one of the two must take it for a face."""
         crop = np.asarray(crop)
         check_crop(crop)  # blank
@@ -271,8 +273,30 @@ class FaceAligner:
             faces = self._faces(rgb, found, "detected")
             for face in faces:
                 face.extra["spectrum"] = spectrum
-            results[i] = self._selected(faces) if faces else AlignmentError("No face was detected.")
+            kept = self._face_checked(faces) if self.face_check else faces
+            if kept:
+                results[i] = self._selected(kept)
+            elif faces:
+                best = max(faces, key=lambda f: f.extra["face_score"] - f.extra["face_check_threshold"])
+                results[i] = AlignmentError(
+                    f"No face was detected: what the detector found does not look like a face once aligned (face "
+                    f"score {best.extra['face_score']:.2f} < {best.extra['face_check_threshold']:g})."
+                )
+            else:
+                results[i] = AlignmentError("No face was detected.")
         return results
+
+    def _face_checked(self, faces: list[AlignedFace]) -> list[AlignedFace]:
+        """The detected faces whose aligned crop the detector that found them takes for a face (its face check:
+        see `check_crop`); each face's score and threshold go to `extra`. A detector's box can frame a texture
+        that its O-Net passes at the detection threshold, and the decision path must not score it as a face."""
+        for spectrum in {face.extra["spectrum"] for face in faces}:
+            group = [face for face in faces if face.extra["spectrum"] == spectrum]
+            detector = self.detector if spectrum == "visible" else self.cross_detector
+            threshold = detector_face_check_threshold(detector)
+            for face, score in zip(group, detector.face_scores([face.crop for face in group])):
+                face.extra.update(face_score=float(score), face_check_threshold=threshold)
+        return [face for face in faces if face.extra["face_score"] >= face.extra["face_check_threshold"]]
 
     def align(self, image: Any) -> list[AlignedFace]:
         """The selected face(s) of one image; raises `AlignmentError` when none is found."""

@@ -119,11 +119,14 @@ def load_detector(weights: str | os.PathLike, device: str | torch.device = "cpu"
 
 
 def detector_face_check_threshold(detector: MTCNN) -> float:
-    """The O-Net score a trained detector needs to take an aligned crop for a face (its config's calibrated
-    `face_check_threshold`; MTCNN's `MIN_FACE_SCORE` otherwise)."""
-    from .quality import MIN_FACE_SCORE
+    """The O-Net score a detector needs to take an aligned crop for a face: a trained detector's calibrated
+    `face_check_threshold` (`TRAINED_FACE_CHECK` when its config has none), MTCNN's `MIN_FACE_SCORE` otherwise."""
+    from .quality import MIN_FACE_SCORE, TRAINED_FACE_CHECK
 
-    return float((getattr(detector, "config", None) or {}).get("face_check_threshold") or MIN_FACE_SCORE)
+    config = getattr(detector, "config", None)
+    if not config:
+        return MIN_FACE_SCORE
+    return float(config.get("face_check_threshold") or TRAINED_FACE_CHECK)
 
 
 # ------------------------------------------------------------------------------------------------ spectrum

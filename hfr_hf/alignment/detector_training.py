@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from .aligner import ARCFACE_TEMPLATE, similarity_transform
 from .detector import save_detector
 from .mtcnn import MTCNN
-from .quality import MIN_FACE_SCORE
+from .quality import TRAINED_FACE_CHECK
 
 __all__ = [
     "DetectorTrainingConfig",
@@ -120,7 +120,7 @@ class DetectorTrainingConfig:
         default=(0.6, 0.7, 0.7), metadata={"help": "P-Net, R-Net, O-Net thresholds saved with the detector"}
     )
     face_check_threshold: float = field(
-        default=MIN_FACE_SCORE,
+        default=TRAINED_FACE_CHECK,
         metadata={"help": "O-Net score an aligned crop needs to pass the face check (FaceAligner.check_crop)"},
     )
     min_face_size: int = 20

@@ -9,8 +9,8 @@ fall where a face has them, what it finds where there is no face, and landmark e
 - `render_landmark_errors`: on thermal/NIR renders of held-out visible photos the visible detector's landmarks
   are the truth; the error is the mean point distance over the inter-ocular distance.
 - `false_detections`: faces reported per image on images without faces.
-- `face_check_rates`: how many given crops pass an aligner's face check (not blank, O-Net score ≥ 0.5), the
-  check that `hfr-hf verify` and the Space apply to uploads taken as aligned crops.
+- `face_check_rates`: how many given crops pass an aligner's face check (not blank, O-Net score at the
+  detector's threshold), the check that `hfr-hf verify` and the Space apply to uploads taken as aligned crops.
 """
 
 from __future__ import annotations

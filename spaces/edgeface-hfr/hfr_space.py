@@ -488,8 +488,8 @@ class FaceEngine:
 
     def align(self, image: Any, points: str | np.ndarray | None = None, role: str = "image") -> AlignedInput:
         """Align one upload: from the given landmarks (in the uploaded image's pixels), else by detection; a
-        112×112 image without a detectable face is taken as an already aligned crop if the face check passes
-        (not blank, O-Net face score ≥ 0.5), else refused."""
+        112×112 image without a detectable face is taken as an already aligned crop if it passes the face check of
+        the aligner's detector (not blank, O-Net score at its threshold), else refused."""
         from hfr_hf.alignment import AlignmentError
 
         rgb, scale = read_image(image)
