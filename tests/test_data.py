@@ -10,6 +10,7 @@ import pytest
 from datasets import Image as ImageFeature
 from PIL import Image
 
+from hfr_hf.alignment import ARCFACE_TEMPLATE
 from hfr_hf.data import (
     Augment,
     BadRow,
@@ -82,6 +83,32 @@ def test_segmented_thermal_is_black_off_the_face_and_leaves_unsegmented_renders_
     framed = ThermalRenderer(palettes="white_hot", segmented=1.0, framing=(0.63, 0.63))(face, seed=0)
     width = lambda image: np.ptp(np.flatnonzero((image[..., 0] > 20).any(0)))  # noqa: E731
     assert width(framed) == pytest.approx(0.63 * width(segmented), rel=0.1)
+
+
+def test_thermal_skin_level_puts_the_median_skin_pixel_where_asked_and_keeps_the_default():
+    face = _face()
+    bright = ThermalRenderer(palettes="white_hot", noise=(0.0, 0.0), skin_level=(0.88, 0.88))(face, seed=0)
+    skin = face_regions(face).skin > 0.5
+    assert np.median(bright[..., 0][skin]) / 255 == pytest.approx(0.88, abs=0.03)
+    plain = ThermalRenderer(palettes="white_hot", noise=(0.0, 0.0))(face, seed=0)
+    assert np.median(plain[..., 0][skin]) / 255 < 0.8  # the scene's gain leaves skin well below white
+    assert bright[50:56, 44:50].mean() > bright[68:76, 50:62].mean()  # the order of temperatures is kept
+    assert np.array_equal(ThermalRenderer(skin_level=None)(face, seed=5), ThermalRenderer()(face, seed=5))
+
+
+def test_thermal_scale_zooms_about_the_eyes_and_keeps_the_default():
+    face = _face()
+    segmented = ThermalRenderer(palettes="white_hot", segmented=1.0)(face, seed=0)
+    zoomed = ThermalRenderer(palettes="white_hot", segmented=1.0, scale=(1.25, 1.25))(face, seed=0)
+    width = lambda image: np.ptp(np.flatnonzero((image[..., 0] > 20).any(0)))  # noqa: E731
+    assert width(zoomed) == pytest.approx(1.25 * width(segmented), rel=0.1)
+    # about the eyes' midpoint (not the crop's centre, 4 px lower): the face's top edge moves twice as far from
+    # the eyes' row at scale 2 (about the centre it would end 4 px higher)
+    eyes = float(ARCFACE_TEMPLATE[:2, 1].mean())
+    top = lambda image: int(np.flatnonzero((image[..., 0] > 20).any(1))[0])  # noqa: E731
+    doubled = ThermalRenderer(palettes="white_hot", segmented=1.0, scale=(2.0, 2.0))(face, seed=0)
+    assert eyes - top(doubled) == pytest.approx(2.0 * (eyes - top(segmented)), abs=2.0)
+    assert np.array_equal(ThermalRenderer(scale=(1.0, 1.0))(face, seed=5), ThermalRenderer()(face, seed=5))
 
 
 def test_thermal_hair_is_colder_than_skin():

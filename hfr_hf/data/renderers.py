@@ -248,6 +248,16 @@ class ThermalRenderer:
         framing: range of the face's size in the frame relative to the aligned template (1 = the ArcFace crop;
             PUJ's registered crops resized to 112 show the face at about 0.63, centred 5 px higher and 5 px to
             the left); below 1 the render is zoomed out about that centre, its edge carried outwards.
+        skin_level: range of the display level of the median skin pixel after the gain (0 = black, 1 = white), or
+            None for the level the scene's automatic gain gives (skin near mid-grey, as a camera gained on the
+            whole scene shows it). A camera gained on the face (region-of-interest gain, as face thermography and
+            PUJ's stored images use: skin median at about 0.86–0.89, the hottest points white, cooler eyes, nose
+            and edges spread below) puts skin near the top; the level is set by a gamma, so the hottest point
+            stays the hottest and the order of temperatures is kept.
+        scale: range of the face's size about the midpoint of the eyes, relative to the aligned template (1 = the
+            visible crop's geometry): real LWIR faces aligned by the cross-spectral detector fill more of the crop than
+            MTCNN-aligned visible ones (about 1.2: the head's warm outline, temples and jaw included, reaches the
+            crop's edges and bottom); above 1 the render is zoomed in.
 
     Calling it returns (112, 112, 3) uint8 RGB (grey palettes give three equal channels).
     """
@@ -267,6 +277,8 @@ class ThermalRenderer:
         background: tuple[float, float] = (0.0, 0.3),
         segmented: float = 0.0,
         framing: tuple[float, float] = (1.0, 1.0),
+        skin_level: tuple[float, float] | None = None,
+        scale: tuple[float, float] = (1.0, 1.0),
     ) -> None:
         if palettes is None:
             palettes = {"white_hot": 0.55, "iron": 0.2, "inferno": 0.15, "black_hot": 0.1}
@@ -279,6 +291,7 @@ class ThermalRenderer:
         self.resolution, self.blur, self.noise = resolution, blur, noise
         self.heat_shift, self.texture, self.glasses_threshold = heat_shift, texture, glasses_threshold
         self.features, self.background, self.segmented, self.framing = features, background, segmented, framing
+        self.skin_level, self.scale = skin_level, scale
 
     def temperature(
         self, image: Any, seed: int | np.random.Generator | None = None, glasses: bool | None = None
@@ -355,7 +368,14 @@ class ThermalRenderer:
         # automatic gain control: stretch between a low percentile of the scene and its hottest point
         low = np.percentile(image, rng.uniform(0.5, 15.0))
         high = image.max() + rng.uniform(0.0, 0.08)
-        image = np.clip((image - low) / max(high - low, 1e-3), 0.0, 1.0) ** rng.uniform(0.75, 1.35)
+        image = np.clip((image - low) / max(high - low, 1e-3), 0.0, 1.0)
+        gamma = rng.uniform(0.75, 1.35)  # drawn even when skin_level overrides it: the later draws stay the same
+        if self.skin_level is not None:
+            # gain on the face: the gamma that brings the median skin pixel to the drawn display level
+            skin = face_regions(source).skin > 0.5
+            median = float(np.clip(np.median(image[skin]), 0.02, 0.98))
+            gamma = np.log(rng.uniform(*self.skin_level)) / np.log(median)
+        image = image**gamma
         sigma = rng.uniform(*self.noise)
         image = image + rng.normal(0.0, sigma, image.shape).astype(np.float32)
         image = image + rng.normal(0.0, rng.uniform(0.0, sigma / 2), (1, SIZE)).astype(np.float32)  # columns
@@ -367,6 +387,10 @@ class ThermalRenderer:
             zoom = rng.uniform(*self.framing)
             matrix = np.float32([[zoom, 0, 50.0 - zoom * 55.0], [0, zoom, 57.0 - zoom * 62.0]])
             # the edge pixels carry on outwards: black for a segmented render, the background otherwise
+            image = cv2.warpAffine(image, matrix, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if self.scale != (1.0, 1.0):
+            zoom, (cx, cy) = rng.uniform(*self.scale), (_EYE_L + _EYE_R) / 2
+            matrix = np.float32([[zoom, 0, cx - zoom * cx], [0, zoom, cy - zoom * cy]])
             image = cv2.warpAffine(image, matrix, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         grey = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         return apply_palette(grey, name)
