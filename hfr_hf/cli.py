@@ -402,19 +402,28 @@ def _experiment_training(args: argparse.Namespace) -> dict:
             ("alignment_weight", args.alignment_weight),
             ("target_temperature", args.target_temperature),
             ("self_distillation_weight", args.self_distillation_weight),
+            ("contrastive_weight", args.contrastive_weight),
+            ("cross_distillation_weight", args.cross_distillation_weight),
         )
         if value is not None
     }
-    uses_real = any(loss.get(name, 0) > 0 for name in ("target_identity_weight", "alignment_weight"))
-    if args.real_target_data and not uses_real:
-        raise ValueError(
-            "--real-target-data is only read by the real-thermal loss terms: add --target-identity-weight and/or "
-            "--alignment-weight above 0 (e.g. 0.1 and 0.5)."
+    real_flags = [
+        flag
+        for flag, value in (
+            ("--real-target-data", args.real_target_data),
+            ("--target-identity-weight", args.target_identity_weight),
+            ("--alignment-weight", args.alignment_weight),
+            ("--target-temperature", args.target_temperature),
+            ("--real-target-batch-size", args.real_target_batch_size),
         )
-    if (uses_real or args.real_target_batch_size or args.target_temperature) and not args.real_target_data:
+        if value is not None
+    ]
+    if args.no_real_target_data and real_flags:
+        raise ValueError(f"--no-real-target-data trains on the pseudo pairs alone; leave out {', '.join(real_flags)}.")
+    if real_flags and not (args.real_target_data or args.thermal or args.no_real_target_data):
         raise ValueError(
-            "--target-identity-weight, --alignment-weight, --target-temperature and --real-target-batch-size train "
-            "on real target faces: give them with --real-target-data FOLDER."
+            f"{', '.join(real_flags)} train on real target faces: give them with --thermal FOLDER (its PUJ train "
+            "people) or --real-target-data FOLDER."
         )
     if args.real_target_data:
         training["real_target_data"] = args.real_target_data
@@ -443,6 +452,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         adapter_name=args.adapter_name,
         seed=args.seed,
         training=training,
+        real_target=not args.no_real_target_data,
         **({"adapter_preset": args.preset} if args.preset else {}),
     )
     print(result.table())
@@ -798,28 +808,40 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--auto-presets", metavar="P1,P2,...", help="presets the search tries (default: every preset but full)"
     )
-    real = experiment.add_argument_group("unpaired real thermal faces in training (off unless a weight is given)")
+    real = experiment.add_argument_group(
+        "unpaired real thermal faces in training (with --thermal, its PUJ train people by default)"
+    )
     real.add_argument(
         "--real-target-data",
         metavar="FOLDER",
         help="real thermal faces with identities, no visible twins: the folder holding puj_t360/ and puj_fone/ "
-        "(only the PUJ split's train people are read) or a folder of <identity>/ sub-folders",
+        "(only the PUJ split's train people are read) or a folder of <identity>/ sub-folders (default: --thermal)",
     )
     real.add_argument(
-        "--target-identity-weight", type=float, metavar="W", help="weight of the real target identity term (e.g. 0.1)"
+        "--no-real-target-data",
+        action="store_true",
+        help="train on the pseudo pairs alone (the renders; the README shows what that does to real thermal faces)",
     )
     real.add_argument(
-        "--alignment-weight", type=float, metavar="W", help="weight of mean + covariance alignment (e.g. 0.5)"
+        "--target-identity-weight", type=float, metavar="W", help="weight of the real target identity term (0.2)"
     )
+    real.add_argument("--alignment-weight", type=float, metavar="W", help="weight of mean + covariance alignment (0.5)")
     real.add_argument("--target-temperature", type=float, metavar="T", help="temperature of the identity term (0.1)")
     real.add_argument("--real-target-batch-size", type=int, metavar="N", help="real images per step (32)")
     experiment.add_argument(
         "--self-distillation-weight",
         type=float,
         metavar="W",
-        help="weight of the term that keeps visible embeddings where the frozen model puts them (1; 3 keeps RGB "
-        "within 0.005 TAR with the real thermal terms, README)",
+        help="weight of the term that keeps visible embeddings where the frozen model puts them (3 with real "
+        "thermal faces in training, 1 without)",
     )
+    for name, what in (
+        ("contrastive", "the pseudo pairs' contrastive alignment"),
+        ("cross-distillation", "the renders' pull onto the frozen visible embeddings"),
+    ):
+        experiment.add_argument(
+            f"--{name}-weight", type=float, metavar="W", help=f"weight of {what} (3 with real thermal faces, 1 without)"
+        )
     experiment.add_argument("--seed", type=int, default=0)
     experiment.set_defaults(func=cmd_experiment)
 

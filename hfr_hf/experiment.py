@@ -29,6 +29,17 @@ FARS = (1e-2, 1e-3)
 # The protocol has ~350 training pairs, so an epoch is a dozen steps; validation EER levels off after ~12 epochs
 # (scripts/bench_adaptation.py). No intermediate checkpoints: the run takes a minute or two.
 EXPERIMENT_TRAINING = {"num_epochs": 15, "checkpoint_every": 0}
+# With real thermal faces (`thermal=`), the main job also trains on the unpaired LWIR images of the PUJ split's
+# `train` people by default: pseudo pairs alone teach the renderer, not the spectrum (no real-thermal gain). The
+# pseudo terms are weighted up so that the renders' figures are kept, and self-distillation so that RGB is
+# (scripts/bench_adaptation.py; README "Real thermal faces").
+REAL_THERMAL_LOSS = {
+    "target_identity_weight": 0.2,
+    "alignment_weight": 0.5,
+    "self_distillation_weight": 3.0,
+    "contrastive_weight": 3.0,
+    "cross_distillation_weight": 3.0,
+}
 
 
 @dataclass
@@ -226,6 +237,7 @@ def run_experiment(
     detector: str | os.PathLike | None = None,
     plots: bool = True,
     progress: bool = True,
+    real_target: bool = True,
 ) -> ExperimentResult:
     """
     Run the experiment on the converted EdgeFace folder `model`, writing under `output`:
@@ -239,6 +251,9 @@ def run_experiment(
     the faces it finds instead of resizing the registered crops.
 
     `training` overrides [`TrainingConfig`] fields (e.g. `{"num_epochs": 3, "loss": {"self_distillation_weight": 0}}`).
+    With `thermal` and `real_target` (the default), training also reads the real LWIR faces of the PUJ split's train
+    people (`real_target_data=thermal`, unless `training` names another folder) with the `REAL_THERMAL_LOSS`
+    weights under any `training["loss"]` given; `real_target=False` trains on the pseudo pairs alone.
 
     `adapter_preset="auto"` searches presets × learning rates first (`hfr_hf.preset_search`; with `thermal`, the PUJ
     validation people score the candidates too); the report and the table then hold the search and the choice.
@@ -275,6 +290,11 @@ def run_experiment(
     real_frozen = real_thermal_metrics(base, processor, thermal, aligner=aligner) if thermal else None
 
     options = {**EXPERIMENT_TRAINING, **(training or {})}
+    if thermal and real_target:
+        options.setdefault("real_target_data", str(thermal))
+        options["loss"] = {**REAL_THERMAL_LOSS, **options.get("loss", {})}
+    elif not real_target and options.get("real_target_data"):
+        raise ValueError("real_target=False trains on the pseudo pairs alone: leave real_target_data out.")
     if adapter_preset == AUTO_PRESET and thermal and "real_validation_data" not in options:
         options["real_validation_data"] = str(thermal)  # real evidence, from the PUJ validation people only
     config = load_config(

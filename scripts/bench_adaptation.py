@@ -2,14 +2,15 @@
 real-thermal measures (PUJ-T360 / PUJ-FONE, the people kept for measuring) beside the pseudo ones.
 
     python scripts/bench_adaptation.py [--variants xxs xs] [--presets ln ln_stem ... auto] [--output runs/bench_adaptation]
-        [--runs LABEL ...]   # only these runs (labels as printed, e.g. "ln_stem + real thermal")
+        [--runs LABEL ...]   # only these runs (labels as printed, e.g. "ln_stem, pseudo pairs only")
         [--auto-budget 600] [--auto-epochs 1] [--auto-finalists 3]   # the preset search of the `auto` run
 
 For each variant and preset it runs `hfr_hf.experiment.run_experiment` (frozen vs adapted on test identities never
 seen in training) and prints trainable parameters, time per epoch, cross-spectral EER / TAR@FAR=1 % / rank-1,
 VIS→VIS AUC, AT&T all-pairs TAR@FAR 1e-3 / 1e-4, and the real-thermal EER per camera and FONE→T360 rank-1 before
-and after; the default preset runs again with the self-distillation weight at 0, and with the unpaired real
-thermal training people (target identity + distribution alignment terms, each alone and both). Then one epoch of
+and after. Every run trains as the main job does by default (`run_experiment` with `thermal`: the unpaired real
+LWIR faces of the PUJ train people beside the pseudo pairs, `REAL_THERMAL_LOSS`); the ablation runs the default
+preset again on the pseudo pairs alone, without self-distillation, and without each real-thermal term. Then one epoch of
 1,000 pseudo pairs (rendering and augmentation included) on xxs with the default preset: wall time and peak memory,
 in a fresh process. `auto` (`adapter_preset="auto"`, `hfr_hf.preset_search`) runs beside the fixed presets; every run
 also reports its validation figures by the search's rule (pseudo validation EER, the PUJ validation people's
@@ -31,10 +32,6 @@ from pathlib import Path
 from hfr_hf.adapters import ADAPTER_PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
-# Weights of the unpaired real thermal terms: at 1.0 the identity term (~3.5 at the start, against ~0.5 for the
-# contrastive one) took over and self-distillation rose to 0.4 within 20 steps; these keep the terms comparable.
-REAL_IDENTITY_WEIGHT = 0.1
-REAL_ALIGNMENT_WEIGHT = 0.5
 ASSETS = Path(os.environ.get("HFR_HF_ASSETS", REPO.parent / "shared" / "assets"))
 ALL_PRESETS = list(ADAPTER_PRESETS)
 
@@ -188,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--auto-finalists", type=int, default=3, help="candidates trained again at the full length")
     parser.add_argument("--output", type=Path, default=REPO / "runs" / "bench_adaptation")
     parser.add_argument("--epoch-pairs", type=int, default=1000, help="pairs of the one-epoch timing (0: skip it)")
-    parser.add_argument("--no-ablation", action="store_true", help="skip the self-distillation-off run")
+    parser.add_argument("--no-ablation", action="store_true", help="skip the ablation runs")
     parser.add_argument("--epoch-only", action="store_true", help="only the one-epoch timing (run in a child)")
     parser.add_argument("--reuse", action="store_true", help="take the runs that already have a report.json as done")
     parser.add_argument("--protocol", type=Path, help="protocol folder to use or build (default: <output>/protocol)")
@@ -219,44 +216,39 @@ def main(argv: list[str] | None = None) -> int:
             "auto_epochs": args.auto_epochs,
             "auto_finalists": args.auto_finalists,
         }
-        runs = [(preset, preset, auto if preset == "auto" else None) for preset in args.presets]
+        # every run trains with the main job's default recipe (the real PUJ train people's LWIR faces beside the
+        # pseudo pairs, REAL_THERMAL_LOSS); the ablation takes one part away at a time
+        runs = [(preset, preset, auto if preset == "auto" else None, True) for preset in args.presets]
         if not args.no_ablation:
-            real = {"real_target_data": str(args.thermal)}
             runs += [
+                (f"{DEFAULT_ADAPTER_PRESET}, pseudo pairs only", DEFAULT_ADAPTER_PRESET, None, False),
                 (
                     f"{DEFAULT_ADAPTER_PRESET}, no self-distillation",
                     DEFAULT_ADAPTER_PRESET,
                     {"loss": {"self_distillation_weight": 0.0}},
+                    True,
                 ),
                 (
-                    f"{DEFAULT_ADAPTER_PRESET} + real thermal identity",
+                    f"{DEFAULT_ADAPTER_PRESET}, no real identity term",
                     DEFAULT_ADAPTER_PRESET,
-                    {**real, "loss": {"target_identity_weight": REAL_IDENTITY_WEIGHT}},
+                    {"loss": {"target_identity_weight": 0.0}},
+                    True,
                 ),
                 (
-                    f"{DEFAULT_ADAPTER_PRESET} + real thermal alignment",
+                    f"{DEFAULT_ADAPTER_PRESET}, no real alignment term",
                     DEFAULT_ADAPTER_PRESET,
-                    {**real, "loss": {"alignment_weight": REAL_ALIGNMENT_WEIGHT}},
-                ),
-                (
-                    f"{DEFAULT_ADAPTER_PRESET} + real thermal",
-                    DEFAULT_ADAPTER_PRESET,
-                    {
-                        **real,
-                        "loss": {
-                            "target_identity_weight": REAL_IDENTITY_WEIGHT,
-                            "alignment_weight": REAL_ALIGNMENT_WEIGHT,
-                        },
-                    },
+                    {"loss": {"alignment_weight": 0.0}},
+                    True,
                 ),
             ]
         if args.runs:
             runs = [r for r in runs if r[0] in args.runs]
         if args.epochs:
             runs = [
-                (label, preset, {**(training or {}), "num_epochs": args.epochs}) for label, preset, training in runs
+                (label, preset, {**(training or {}), "num_epochs": args.epochs}, real)
+                for label, preset, training, real in runs
             ]
-        for label, preset, training in runs:
+        for label, preset, training, real_target in runs:
             started = time.perf_counter()
             run_dir = output / variant / label.replace(", ", "_").replace(" + ", "_plus_").replace(" ", "_")
             if args.epochs:  # a shortened run is not the 15-epoch one of that label
@@ -275,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                 protocol_dir=protocol,
                 thermal=args.thermal,
                 training=training,
+                real_target=real_target,
                 plots=False,
                 progress=False,
             )

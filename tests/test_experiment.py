@@ -249,13 +249,57 @@ def test_cli_search_and_real_thermal_flags_reach_the_training_config(monkeypatch
     assert loss.self_distillation_weight == 3.0
 
 
+def test_cli_thermal_trains_on_the_real_faces_unless_told_not_to(monkeypatch, capsys):
+    """With --thermal the main job's default is the real-thermal recipe (run_experiment's real_target=True);
+    --no-real-target-data is the pseudo-pairs-only ablation, and weights given on the command line win."""
+    seen = _experiment_flags(monkeypatch, ["--thermal", "t", "--contrastive-weight", "2"])
+    assert seen["real_target"] is True and seen["training"]["loss"] == {"contrastive_weight": 2.0}
+    assert _experiment_flags(monkeypatch, ["--thermal", "t", "--no-real-target-data"])["real_target"] is False
+
+
+def test_real_thermal_recipe_merges_under_the_given_loss_weights(monkeypatch, tmp_path):
+    """run_experiment hands training the PUJ folder and REAL_THERMAL_LOSS beneath the caller's own weights; with
+    real_target=False the pseudo pairs alone (and a real folder then is a mistake, said before any work)."""
+    import hfr_hf.experiment as experiment_module
+    import hfr_hf.training
+
+    seen = {}
+
+    def record(path, **fields):
+        seen.update(fields)
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(hfr_hf.training, "load_config", record)
+    monkeypatch.setattr(experiment_module, "evaluate_protocol_files", lambda *a, **k: {})
+    monkeypatch.setattr(experiment_module, "att_all_pairs", lambda *a, **k: {})
+    monkeypatch.setattr(experiment_module, "_check_replaceable", lambda output: None)
+    stub = type("Protocol", (), {"root": tmp_path, "failures": []})()
+    monkeypatch.setattr("hfr_hf.data.build_pseudo_thermal_protocol", lambda *a, **k: stub)
+    monkeypatch.setattr("hfr_hf.data.puj.puj_images", lambda root, *a: {})
+    monkeypatch.setattr("hfr_hf.evaluation.real_thermal.real_thermal_metrics", lambda *a, **k: {})
+    monkeypatch.setattr(
+        "hfr_hf.inference.load_model", lambda *a, **k: (type("M", (), {"eval": lambda self: None})(), 0)
+    )
+    run = lambda **kw: experiment_module.run_experiment("m", tmp_path / "out", att="a", thermal="puj", **kw)  # noqa: E731
+    with pytest.raises(RuntimeError, match="recorded"):
+        run(training={"loss": {"contrastive_weight": 2.0}})
+    assert seen["real_target_data"] == "puj"
+    assert seen["loss"] == {**experiment_module.REAL_THERMAL_LOSS, "contrastive_weight": 2.0}
+    seen.clear()
+    with pytest.raises(RuntimeError, match="recorded"):
+        run(real_target=False)
+    assert "real_target_data" not in seen and "loss" not in seen
+    with pytest.raises(ValueError, match="pseudo pairs alone"):
+        run(real_target=False, training={"real_target_data": "puj"})
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["--preset", "auto", "--learning-rate", "1e-3"], "leave out --learning-rate"),
         (["--auto-budget", "60"], "--auto-budget set the preset search, which only --preset auto runs"),
-        (["--real-target-data", "thermal"], "add --target-identity-weight and/or --alignment-weight"),
-        (["--alignment-weight", "0.5"], "give them with --real-target-data FOLDER"),
+        (["--alignment-weight", "0.5"], "give them with --thermal FOLDER"),
+        (["--thermal", "t", "--no-real-target-data", "--alignment-weight", "0.5"], "leave out --alignment-weight"),
     ],
 )
 def test_cli_flag_mistakes_are_named_as_flags(monkeypatch, capsys, argv, message):
