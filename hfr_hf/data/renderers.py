@@ -235,6 +235,9 @@ class ThermalRenderer:
         blur: range of the optics' Gaussian σ in pixels.
         noise: range of the temporal noise σ (fraction of full scale); column stripes get up to half of it.
         heat_shift: largest shift (pixels) of the heat pattern against the template (pose, alignment error).
+        heat_scale: range of the heat pattern's scale about the nose against the template. With `heat_shift`, it
+            augments what an adapter sees; where the landmarks are labels (detector training and its measures),
+            both are 0 / (1, 1), so that the hot inner eye corners sit where the labelled eyes are.
         texture: range of how much of the visible image's low-frequency shading leaks into skin temperature
             (real skin temperature follows blood flow, not albedo: keep it small).
         features: range of the weight of the face's dark fine structure (brows, lid creases, nostrils, lip line,
@@ -271,6 +274,7 @@ class ThermalRenderer:
         blur: tuple[float, float] = (0.4, 1.1),
         noise: tuple[float, float] = (0.004, 0.016),
         heat_shift: float = 3.0,
+        heat_scale: tuple[float, float] = (0.93, 1.07),
         texture: tuple[float, float] = (0.02, 0.08),
         features: tuple[float, float] = (0.15, 0.45),
         glasses_threshold: float = 0.33,
@@ -290,6 +294,7 @@ class ThermalRenderer:
         self.palettes = dict(palettes)
         self.resolution, self.blur, self.noise = resolution, blur, noise
         self.heat_shift, self.texture, self.glasses_threshold = heat_shift, texture, glasses_threshold
+        self.heat_scale = heat_scale
         self.features, self.background, self.segmented, self.framing = features, background, segmented, framing
         self.skin_level, self.scale = skin_level, scale
 
@@ -304,7 +309,7 @@ class ThermalRenderer:
         if glasses is None:
             glasses = glasses_score(image) > self.glasses_threshold
         dx, dy = rng.uniform(-self.heat_shift, self.heat_shift, 2)
-        s = rng.uniform(0.93, 1.07)  # heat pattern scale about the nose
+        s = rng.uniform(*self.heat_scale)  # heat pattern scale about the nose
 
         def at(point: np.ndarray) -> tuple[float, float]:
             return float(_NOSE[0] + s * (point[0] - _NOSE[0]) + dx), float(_NOSE[1] + s * (point[1] - _NOSE[1]) + dy)
