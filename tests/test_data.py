@@ -111,6 +111,22 @@ def test_thermal_scale_zooms_about_the_eyes_and_keeps_the_default():
     assert np.array_equal(ThermalRenderer(scale=(1.0, 1.0))(face, seed=5), ThermalRenderer()(face, seed=5))
 
 
+def test_labelled_renders_keep_the_heat_pattern_on_the_labelled_face():
+    """The detector's renders (labels = the visible landmarks) put the hottest inner eye corner at one place for
+    every seed; the adapter's default renderer moves it (heat_shift, heat_scale), as augmentation."""
+    from hfr_hf.alignment.detector_training import labelled_renderer
+
+    face = _face()
+
+    def hottest(renderer):
+        return {
+            np.unravel_index(np.argmax(renderer.temperature(face, seed=s)[40:64, 30:60]), (24, 30)) for s in range(6)
+        }
+
+    assert len(hottest(labelled_renderer())) == 1
+    assert len(hottest(ThermalRenderer())) > 3
+
+
 def test_thermal_hair_is_colder_than_skin():
     scene = ThermalRenderer().temperature(_face(), seed=0)
     assert scene[12:24, 40:72].mean() < scene[62:82, 30:82].mean() - 0.1
