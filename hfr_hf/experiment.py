@@ -31,8 +31,8 @@ FARS = (1e-2, 1e-3)
 EXPERIMENT_TRAINING = {"num_epochs": 15, "checkpoint_every": 0}
 # With real thermal faces (`thermal=`), the main job also trains on the unpaired LWIR images of the PUJ split's
 # `train` people by default: pseudo pairs alone teach the renderer, not the spectrum (no real-thermal gain). The
-# pseudo terms are weighted up so that the renders' figures are kept, and self-distillation so that RGB is
-# (scripts/bench_adaptation.py; README "Real thermal faces").
+# pseudo terms are weighted up (3) so that the renders' EER still halves, self-distillation (3) keeps RGB, and the
+# identity term (0.2) carries the real people (README "Real thermal faces": the weights each measured on XXS, XS).
 REAL_THERMAL_LOSS = {
     "target_identity_weight": 0.2,
     "alignment_weight": 0.5,
@@ -253,7 +253,9 @@ def run_experiment(
     `training` overrides [`TrainingConfig`] fields (e.g. `{"num_epochs": 3, "loss": {"self_distillation_weight": 0}}`).
     With `thermal` and `real_target` (the default), training also reads the real LWIR faces of the PUJ split's train
     people (`real_target_data=thermal`, unless `training` names another folder) with the `REAL_THERMAL_LOSS`
-    weights under any `training["loss"]` given; `real_target=False` trains on the pseudo pairs alone.
+    weights under any `training["loss"]` given, and keeps the epoch best on the pseudo and the PUJ validation
+    people's real EER together (`real_validation_data`); `real_target=False` trains on the pseudo pairs alone and
+    keeps the epoch best on the pseudo validation EER.
 
     `adapter_preset="auto"` searches presets × learning rates first (`hfr_hf.preset_search`; with `thermal`, the PUJ
     validation people score the candidates too); the report and the table then hold the search and the choice.
@@ -292,6 +294,8 @@ def run_experiment(
     options = {**EXPERIMENT_TRAINING, **(training or {})}
     if thermal and real_target:
         options.setdefault("real_target_data", str(thermal))
+        # the epoch kept is the best on the pseudo validation EER and the PUJ validation people's real EER together
+        options.setdefault("real_validation_data", str(thermal))
         options["loss"] = {**REAL_THERMAL_LOSS, **options.get("loss", {})}
     elif not real_target and options.get("real_target_data"):
         raise ValueError("real_target=False trains on the pseudo pairs alone: leave real_target_data out.")

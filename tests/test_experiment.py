@@ -283,12 +283,12 @@ def test_real_thermal_recipe_merges_under_the_given_loss_weights(monkeypatch, tm
     run = lambda **kw: experiment_module.run_experiment("m", tmp_path / "out", att="a", thermal="puj", **kw)  # noqa: E731
     with pytest.raises(RuntimeError, match="recorded"):
         run(training={"loss": {"contrastive_weight": 2.0}})
-    assert seen["real_target_data"] == "puj"
+    assert seen["real_target_data"] == "puj" and seen["real_validation_data"] == "puj"
     assert seen["loss"] == {**experiment_module.REAL_THERMAL_LOSS, "contrastive_weight": 2.0}
     seen.clear()
     with pytest.raises(RuntimeError, match="recorded"):
         run(real_target=False)
-    assert "real_target_data" not in seen and "loss" not in seen
+    assert "real_target_data" not in seen and "loss" not in seen and "real_validation_data" not in seen
     with pytest.raises(ValueError, match="pseudo pairs alone"):
         run(real_target=False, training={"real_target_data": "puj"})
 
