@@ -833,7 +833,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="W",
         help="weight of the term that keeps visible embeddings where the frozen model puts them (3 with real "
-        "thermal faces in training, 1 without)",
+        "thermal faces in training, 10 on XS; 1 without)",
     )
     for name, what in (
         ("contrastive", "the pseudo pairs' contrastive alignment"),

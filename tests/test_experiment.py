@@ -289,6 +289,17 @@ def test_real_thermal_recipe_merges_under_the_given_loss_weights(monkeypatch, tm
     with pytest.raises(RuntimeError, match="recorded"):
         run(real_target=False)
     assert "real_target_data" not in seen and "loss" not in seen and "real_validation_data" not in seen
+    seen.clear()  # XS: 30 epochs and self-distillation 10 unless the caller says otherwise
+    xs = type("M", (), {"eval": lambda self: None, "config": type("C", (), {"variant": "xs"})()})()
+    monkeypatch.setattr("hfr_hf.inference.load_model", lambda *a, **k: (xs, 0))
+    with pytest.raises(RuntimeError, match="recorded"):
+        run(training={"num_epochs": 5})
+    assert seen["num_epochs"] == 5 and seen["loss"]["self_distillation_weight"] == 10.0
+    assert seen["loss"]["contrastive_weight"] == experiment_module.REAL_THERMAL_LOSS["contrastive_weight"]
+    seen.clear()
+    with pytest.raises(RuntimeError, match="recorded"):
+        run(training={"loss": {"self_distillation_weight": 4.0}})
+    assert seen["num_epochs"] == 30 and seen["loss"]["self_distillation_weight"] == 4.0
     with pytest.raises(ValueError, match="pseudo pairs alone"):
         run(real_target=False, training={"real_target_data": "puj"})
 
