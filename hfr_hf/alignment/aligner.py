@@ -217,7 +217,6 @@ class FaceAligner:
     def _face_scores(self, crop: np.ndarray) -> list[tuple[float, float]]:
         """(score, the detector's face-check threshold) of each detector that judges `crop` (see face_score)."""
         kind = {"visible": "visible", "nir": "thermal", "thermal": "thermal"}.get(self.spectrum) or guess_spectrum(crop)
-        scores = []
         detectors = [self.detector] if kind in ("visible", "grey") else []
         detectors += [self.cross_detector] if kind in ("thermal", "grey") else []
         return [(float(d.face_scores([crop])[0]), detector_face_check_threshold(d)) for d in detectors]

@@ -225,6 +225,13 @@ def _sensor_resolution(image: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(low, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
 
 
+def _zoomed(image: np.ndarray, zoom: float, centre: tuple[float, float], to: tuple[float, float]) -> np.ndarray:
+    """The (SIZE, SIZE) image scaled by `zoom` about `centre`, which lands on `to`; the edge pixels carry on
+    outwards (black for a segmented render, the background otherwise)."""
+    matrix = np.float32([[zoom, 0, to[0] - zoom * centre[0]], [0, zoom, to[1] - zoom * centre[1]]])
+    return cv2.warpAffine(image, matrix, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
 class ThermalRenderer:
     """Long-wave infrared look-alike of an aligned face crop.
 
@@ -389,14 +396,10 @@ class ThermalRenderer:
             face = cv2.GaussianBlur(face_regions(source).skin, (0, 0), 0.8) > 0.5
             image = np.where(face, image, 0.0)
         if self.framing != (1.0, 1.0):
-            zoom = rng.uniform(*self.framing)
-            matrix = np.float32([[zoom, 0, 50.0 - zoom * 55.0], [0, zoom, 57.0 - zoom * 62.0]])
-            # the edge pixels carry on outwards: black for a segmented render, the background otherwise
-            image = cv2.warpAffine(image, matrix, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            image = _zoomed(image, rng.uniform(*self.framing), (55.0, 62.0), (50.0, 57.0))
         if self.scale != (1.0, 1.0):
-            zoom, (cx, cy) = rng.uniform(*self.scale), (_EYE_L + _EYE_R) / 2
-            matrix = np.float32([[zoom, 0, cx - zoom * cx], [0, zoom, cy - zoom * cy]])
-            image = cv2.warpAffine(image, matrix, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            eyes = tuple((_EYE_L + _EYE_R) / 2)
+            image = _zoomed(image, rng.uniform(*self.scale), eyes, eyes)
         grey = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         return apply_palette(grey, name)
 
