@@ -277,6 +277,8 @@ def run_experiment(
     _check_replaceable(output)
     if detector and not thermal:
         raise ValueError("A detector aligns the real thermal images: give the thermal folder too.")
+    if not real_target and (training or {}).get("real_target_data"):
+        raise ValueError("real_target=False trains on the pseudo pairs alone: leave real_target_data out.")
     aligner = None
     if thermal:
         puj_images(thermal)  # a wrong folder is refused before any work
@@ -304,8 +306,6 @@ def run_experiment(
         given = training or {}
         options.update({k: v for k, v in extra.items() if k not in given and k != "loss"})
         options["loss"] = {**REAL_THERMAL_LOSS, **extra.get("loss", {}), **given.get("loss", {})}
-    elif not real_target and options.get("real_target_data"):
-        raise ValueError("real_target=False trains on the pseudo pairs alone: leave real_target_data out.")
     if adapter_preset == AUTO_PRESET and thermal and "real_validation_data" not in options:
         options["real_validation_data"] = str(thermal)  # real evidence, from the PUJ validation people only
     config = load_config(
