@@ -78,6 +78,7 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
         "negative_photos": tuple(args.negatives),
         "landmark_weight": args.landmark_weight,
         "mined_renders": args.mined_renders,
+        "bootstrap_scenes": args.bootstrap_scenes,
         "real_thermal": args.real_thermal,
         "real_thermal_labeller": args.labeller,
         "mirror_average": args.mirror_average or None,
@@ -931,6 +932,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--mined-renders",
         type=int,
         help="scenes per photo whose tuned-P-Net proposals give R-Net and O-Net hard samples (default 0)",
+    )
+    train_detector.add_argument(
+        "--bootstrap-scenes",
+        type=int,
+        help="face-free scenes whose windows the tuned P-Net and R-Net still pass become O-Net negatives (default 0)",
     )
     train_detector.add_argument(
         "--real-thermal",

@@ -150,6 +150,20 @@ def test_the_face_check_drops_a_failing_face_and_keeps_the_others():
     assert faces[0].extra["face_score"] == pytest.approx(1.0) and faces[0].extra["face_check_threshold"] == 0.9
 
 
+def test_a_detection_with_eyes_a_few_pixels_apart_is_no_face():
+    # a box the cascade's regression shrank onto a noise speck: its crop may still score high
+    speck = transform_points(np.array([[0.1, 0, 80], [0, 0.1, 30]]), ARCFACE_TEMPLATE)  # eyes 3.5 px apart
+    image = np.random.default_rng(5).integers(0, 256, (198, 115, 3), dtype=np.uint8)
+    tiny = FakeDetector([[80, 30, 91, 42]], [0.95], [speck], face_score=0.95)
+    with pytest.raises(AlignmentError, match=r"too small to be a face \(eyes 3.5 px apart; a face needs at least 6"):
+        FaceAligner(detector=tiny).align(image)
+    assert len(FaceAligner(detector=tiny, face_check=False).align(image)) == 1  # the raw detection, for study
+    both = two_faces()  # the small face's eyes are 35 px apart: kept beside it
+    both.detections.landmarks[0] = speck
+    faces = FaceAligner(select="all", detector=both).align(np.zeros((400, 400, 3), np.uint8))
+    assert [f.score for f in faces] == pytest.approx([0.9])
+
+
 def test_registered_twin_uses_the_visible_landmarks():
     rng = np.random.default_rng(6)
     landmarks = transform_points(random_similarity(rng), ARCFACE_TEMPLATE)

@@ -124,6 +124,8 @@ def test_reduced_training_learns_and_saves(att_faces, assets, tmp_path):
         negative_scenes=20,
         epochs=2,
         mined_renders=1,
+        bootstrap_scenes=40,
+        mining_threshold=0.1,
         mirror_average=True,
         exclude=tuple(f"*/s{i}/*" for i in range(4, 41)),
     )
@@ -133,8 +135,13 @@ def test_reduced_training_learns_and_saves(att_faces, assets, tmp_path):
     mined = report["config"]["training_data"]["mined_samples"]
     assert mined["positive"] > 0 and mined["negative"] > 0
     samples = {name: report["networks"][name]["samples"] for name in ("pnet", "rnet", "onet")}
-    for kind in ("positive", "negative"):
+    for kind in ("positive", "part"):
         assert samples["rnet"][kind] == samples["onet"][kind] == samples["pnet"][kind] + mined[kind]
+    # what the tuned P-Net and R-Net pass on face-free scenes adds negatives to O-Net's samples only
+    bootstrapped = report["config"]["training_data"]["bootstrapped_negatives"]
+    assert 0 < bootstrapped <= 40 * config.samples_per_scene[2]
+    assert samples["rnet"]["negative"] == samples["pnet"]["negative"] + mined["negative"]
+    assert samples["onet"]["negative"] == samples["rnet"]["negative"] + bootstrapped
     onet = report["networks"]["onet"]
     assert onet["train_loss"][-1]["cls"] < onet["train_loss"][0]["cls"]
     assert onet["held_out_after"]["accuracy"] > onet["held_out_before"]["accuracy"]
@@ -182,6 +189,8 @@ def test_cli_train_detector_then_align_thermal(assets, tmp_path, capsys):
         str(tmp_path / "face_free"),
         "--landmark-weight",
         "2",
+        "--bootstrap-scenes",
+        "3",
     ]
     (tmp_path / "face_free").mkdir()
     rng = np.random.default_rng(0)
@@ -193,6 +202,7 @@ def test_cli_train_detector_then_align_thermal(assets, tmp_path, capsys):
     assert list(report["networks"]) == ["onet"]
     config = report["config"]
     assert config["landmark_weight"] == 2 and config["training_data"]["face_free_photos"] == 2
+    assert config["bootstrap_scenes"] == 3
     thermal = tmp_path / "thermal"
     thermal.mkdir()
     for path in sorted((assets / "thermal/puj_t360/GalleryPristine").glob("*.tiff"))[:3]:

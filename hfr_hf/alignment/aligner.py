@@ -17,7 +17,7 @@ import numpy as np
 from ..edgeface_preprocessing import EdgeFacePreprocessor
 from .detector import SPECTRA, detector_face_check_threshold, guess_spectrum, load_detector
 from .mtcnn import MTCNN, FaceDetections
-from .quality import AlignmentError, check_coverage, check_crop, check_landmarks, check_layout
+from .quality import MIN_EYE_DISTANCE, AlignmentError, check_coverage, check_crop, check_landmarks, check_layout
 
 __all__ = [
     "ARCFACE_TEMPLATE",
@@ -276,11 +276,7 @@ class FaceAligner:
             if kept:
                 results[i] = self._selected(kept)
             elif faces:
-                best = max(faces, key=lambda f: f.extra["face_score"] - f.extra["face_check_threshold"])
-                results[i] = AlignmentError(
-                    f"No face was detected: what the detector found does not look like a face once aligned (face "
-                    f"score {best.extra['face_score']:.2f} < {best.extra['face_check_threshold']:g})."
-                )
+                results[i] = AlignmentError(_refused(faces))
             else:
                 results[i] = AlignmentError("No face was detected.")
         return results
@@ -295,7 +291,7 @@ class FaceAligner:
             threshold = detector_face_check_threshold(detector)
             for face, score in zip(group, detector.face_scores([face.crop for face in group])):
                 face.extra.update(face_score=float(score), face_check_threshold=threshold)
-        return [face for face in faces if face.extra["face_score"] >= face.extra["face_check_threshold"]]
+        return [face for face in faces if _passes(face)]
 
     def align(self, image: Any) -> list[AlignedFace]:
         """The selected face(s) of one image; raises `AlignmentError` when none is found."""
@@ -320,3 +316,32 @@ class FaceAligner:
     def __call__(self, image: Any) -> np.ndarray:
         """The aligned crop of the selected face (for `processor(images, aligner=...)`)."""
         return self.align(image)[0].crop
+
+
+def _eye_distance(face: AlignedFace) -> float:
+    return float(np.linalg.norm(face.landmarks[1] - face.landmarks[0]))
+
+
+def _passes(face: AlignedFace) -> bool:
+    """A detected face passes the face check when its crop scores at least its detector's threshold and its eyes
+    are `MIN_EYE_DISTANCE` apart, the rule for given landmarks: a box of a few pixels that the cascade's box
+    regression shrank onto a noise speck is no face to compare."""
+    score_ok = face.extra["face_score"] >= face.extra["face_check_threshold"]
+    return score_ok and _eye_distance(face) >= MIN_EYE_DISTANCE
+
+
+def _refused(faces: list[AlignedFace]) -> str:
+    """The sentence for an image whose every detection failed the face check, about the one closest to passing."""
+    best = max(
+        faces,
+        key=lambda f: (_eye_distance(f) >= MIN_EYE_DISTANCE, f.extra["face_score"] - f.extra["face_check_threshold"]),
+    )
+    if _eye_distance(best) < MIN_EYE_DISTANCE:
+        return (
+            f"No face was detected: what the detector found is too small to be a face (eyes {_eye_distance(best):.1f} "
+            f"px apart; a face needs at least {MIN_EYE_DISTANCE:.0f} px)."
+        )
+    return (
+        f"No face was detected: what the detector found does not look like a face once aligned (face score "
+        f"{best.extra['face_score']:.2f} < {best.extra['face_check_threshold']:g})."
+    )

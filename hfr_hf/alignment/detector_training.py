@@ -94,6 +94,14 @@ class DetectorTrainingConfig:
     mining_threshold: float = field(
         default=0.4, metadata={"help": "P-Net threshold of the proposals mined for R-Net and O-Net"}
     )
+    bootstrap_scenes: int = field(
+        default=0,
+        metadata={
+            "help": "fresh face-free scenes that the tuned P-Net and R-Net (at mining_threshold) scan before "
+            "O-Net is trained: every window they still pass is an O-Net negative (bootstrapping: O-Net learns "
+            "the textures and noise patches that look like faces to the stages before it); 0: none"
+        },
+    )
     real_thermal: str | None = field(
         default=None,
         metadata={
@@ -789,11 +797,14 @@ def train_detector(
     detector = MTCNN(min_face_size=config.min_face_size, thresholds=config.thresholds)
     networks: dict[str, Any] = {}
     mined: dict[str, int] = {}
+    bootstrapped = 0
     for name in config.networks:
         size = _SIZES[name]
         net = getattr(detector, name)
         if name != "pnet" and config.mined_renders > 0 and not mined and "pnet" in config.networks:
             mined = _add_mined_samples(train, train_faces, detector, config, rng, progress, photos)
+        if name == "onet" and config.bootstrap_scenes > 0:
+            bootstrapped = _add_face_free_negatives(train, detector, config, rng, progress, photos)
         before = _evaluate_losses(name, net, val[size])
         history = _fit(name, net, train[size], config, generator, progress)
         after = _evaluate_losses(name, net, val[size])
@@ -811,6 +822,7 @@ def train_detector(
         "held_out_identities": sorted(held),
         "face_free_photos": len(photos),
         "mined_samples": mined,
+        "bootstrapped_negatives": bootstrapped,
         "real_thermal": None
         if not real_faces
         else {
@@ -872,6 +884,42 @@ def _add_mined_samples(train: dict, faces, detector: MTCNN, config, rng, progres
         detector.thresholds = saved
     _append_samples(train, extra)
     return _sample_counts(next(iter(extra.values()))[1])  # every crop size holds the same samples
+
+
+def _add_face_free_negatives(train: dict, detector: MTCNN, config, rng, progress: bool, photos) -> int:
+    """Scan `bootstrap_scenes` fresh face-free frames with the tuned P-Net and R-Net (both at `mining_threshold`)
+    and add every window they pass, as a negative, to O-Net's samples; returns how many. Random windows of
+    face-free scenes rarely frame what the cascade takes for a face (a noise patch, a textured blob); these do."""
+    from tqdm.auto import tqdm
+
+    renderer = labelled_renderer()
+    spectra, weights = list(config.spectra), np.array(list(config.spectra.values()), np.float64)
+    saved = detector.thresholds
+    detector.thresholds = (config.mining_threshold, config.mining_threshold, saved[2])
+    crops = []
+    try:
+        for _ in tqdm(range(config.bootstrap_scenes), desc="bootstrapping face-free scenes", disable=not progress):
+            spectrum = spectra[int(rng.choice(len(spectra), p=weights / weights.sum()))]
+            scene = negative_scene(rng, int(rng.integers(48, 361)), int(rng.integers(48, 481)), photos)
+            frame = render_frame(scene, None, spectrum, rng, renderer)
+            prepared = [detector._prepare(frame)]
+            with torch.inference_mode():
+                boxes, owners = detector._stage_one(prepared)
+                if len(boxes):
+                    boxes, owners = detector._stage_two(prepared, boxes, owners)
+                # at most a scene's share of negatives from each frame, so that no single texture dominates
+                keep = rng.permutation(len(boxes))[: config.samples_per_scene[2]]
+                if len(keep):
+                    crops.append(detector._crops(prepared, boxes[keep], owners[keep], _SIZES["onet"]))
+    finally:
+        detector.thresholds = saved
+    if not crops:
+        return 0
+    crops_t = (torch.cat(crops) * 128.0 + 127.5).round().clamp(0, 255).to(torch.uint8)
+    count = len(crops_t)
+    extra = (crops_t, torch.zeros(count, dtype=torch.int64), torch.zeros(count, 4), torch.zeros(count, 10))
+    _append_samples(train, {_SIZES["onet"]: extra})
+    return count
 
 
 def _sample_counts(labels: torch.Tensor) -> dict[str, int]:
