@@ -149,6 +149,14 @@ def test_no_faces_invented(reduced_detector, seed):
     assert result["images"] == 60 and result["faces"] == 0
 
 
+def test_few_faces_invented_over_many_face_free_images(reduced_detector):
+    # 1,200 more images (seeds 0-19), where two sets of 60 show 0 or a few: before bootstrapping, a CI training of
+    # the reduced recipe framed 9 faces here; bootstrapped trainings 1-2 (a warm oval of a head's proportions)
+    aligner = FaceAligner(select="all", spectrum="thermal", detector_weights=reduced_detector)
+    faces = sum(false_detections(aligner, non_face_images(40, seed=seed)[0])["faces"] for seed in range(20))
+    assert faces <= 3
+
+
 def test_visible_spectrum_is_mtcnn_unchanged(assets, reduced_detector):
     photos = sorted((assets / "faces/deepface").glob("img*.jpg"))[:6]
     plain = FaceAligner().detect_and_align(photos)
