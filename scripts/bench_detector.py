@@ -111,6 +111,11 @@ def identification(assets: Path, model_folder: str, detections: dict, people: se
     return out
 
 
+def faces_by_kind(counts, kinds) -> dict[str, int]:
+    """Faces reported per kind of face-free image."""
+    return {k: int(sum(c for c, kk in zip(counts, kinds) if kk == k)) for k in sorted(set(kinds))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--detector", required=True, help="detector folder from hfr-hf train-detector")
@@ -159,20 +164,21 @@ def main() -> None:
         aligner = FaceAligner(select="all", spectrum=spectrum, detector_weights=args.detector)
         for key, (ims, kk_) in {"": (images, kinds), "_second": (second, second_kinds)}.items():
             result = false_detections(aligner, ims)
-            counts = result.pop("counts")
-            result["by_kind"] = {k: int(sum(c for c, kk in zip(counts, kk_) if kk == k)) for k in sorted(set(kk_))}
+            result["by_kind"] = faces_by_kind(result.pop("counts"), kk_)
             report[f"non_faces_{spectrum}{key}"] = result
 
     aligner = FaceAligner(select="all", spectrum="thermal", detector_weights=args.detector)
-    wide = {"sets": args.face_free_sets, "images": 0, "faces": 0, "by_kind": {}}
+    counts, kinds = [], []
     for seed in range(args.face_free_sets):
         ims, kk_ = non_face_images(40, seed=seed)
-        counts = false_detections(aligner, ims)["counts"]
-        wide["images"] += len(ims)
-        wide["faces"] += int(counts.sum())
-        for count, kind in zip(counts, kk_):
-            wide["by_kind"][kind] = wide["by_kind"].get(kind, 0) + int(count)
-    report["non_faces_thermal_wide"] = wide
+        counts.extend(false_detections(aligner, ims)["counts"])
+        kinds.extend(kk_)
+    report["non_faces_thermal_wide"] = {
+        "sets": args.face_free_sets,
+        "images": len(counts),
+        "faces": int(sum(counts)),
+        "by_kind": faces_by_kind(counts, kinds),
+    }
 
     resize = lambda image: np.asarray(Image.fromarray(image).convert("RGB").resize((112, 112)))  # noqa: E731
     puj = detections_by_spectrum["thermal"]
