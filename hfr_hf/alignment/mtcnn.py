@@ -483,6 +483,8 @@ class MTCNN(nn.Module):
                     batch = (torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float() - 127.5) / 128.0
                     if border:  # 0 is mid-grey, what the reference's crops see outside the image
                         batch = F.pad(batch, (border,) * 4)
+                    # Channels-last, as the permuted batch is until padding: faster convolutions on CPU.
+                    batch = batch.contiguous(memory_format=torch.channels_last)
                     offsets, probs = self.pnet(batch)
                     b, y, x = torch.nonzero(probs > threshold, as_tuple=True)
                     if len(b) == 0:
@@ -541,6 +543,8 @@ class MTCNN(nn.Module):
 
     @staticmethod
     def _run_chunked(net: nn.Module, crops: torch.Tensor, chunk: int) -> list[np.ndarray]:
+        # Channels-last: R-Net and O-Net run 2-2.5× faster on CPU over many crops, to the same values (1e-6).
+        crops = crops.contiguous(memory_format=torch.channels_last)
         outputs = [net(crops[start : start + chunk]) for start in range(0, len(crops), chunk)]
         return [torch.cat([o[k] for o in outputs]).cpu().numpy().astype(np.float64) for k in range(len(outputs[0]))]
 
@@ -588,7 +592,7 @@ class MTCNN(nn.Module):
             inputs.append(_normalise(cv2.resize(inner, (48, 48), interpolation=cv2.INTER_AREA)))
         if not inputs:
             return np.zeros(0, np.float32)
-        scores = self.onet(torch.stack(inputs).to(self.device))[2]
+        scores = self.onet(torch.stack(inputs).to(self.device).contiguous(memory_format=torch.channels_last))[2]
         return scores.reshape(-1).float().cpu().numpy()
 
     @torch.inference_mode()
