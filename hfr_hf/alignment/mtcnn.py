@@ -592,8 +592,8 @@ class MTCNN(nn.Module):
             inputs.append(_normalise(cv2.resize(inner, (48, 48), interpolation=cv2.INTER_AREA)))
         if not inputs:
             return np.zeros(0, np.float32)
-        scores = self.onet(torch.stack(inputs).to(self.device).contiguous(memory_format=torch.channels_last))[2]
-        return scores.reshape(-1).float().cpu().numpy()
+        scores = self._run_chunked(self.onet, torch.stack(inputs).to(self.device), _ONET_CHUNK)[2]
+        return scores.reshape(-1).astype(np.float32)
 
     @torch.inference_mode()
     def detect(self, images: list[np.ndarray] | np.ndarray) -> list[FaceDetections]:
