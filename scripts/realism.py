@@ -78,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     model, processor = load_model(args.model)
     model.eval()
     train = {p for p, s in load_puj_split().items() if s == "train"}
-    real_files = [f for people in puj_images(args.thermal, train).values() for fs in people.values() for f in fs]
+    by_camera = puj_images(args.thermal, train)
+    real_files = [f for people in by_camera.values() for fs in people.values() for f in fs]
     real_ids = [f.name.split("_")[0] for f in real_files]
+    real_cameras = [camera for camera, people in by_camera.items() for fs in people.values() for _ in fs]
     if args.detector:
         from hfr_hf.alignment import FaceAligner
 
@@ -87,9 +89,16 @@ def main(argv: list[str] | None = None) -> int:
         found = aligner.detect_and_align([np.asarray(Image.open(f)) for f in real_files])
         kept = [i for i, r in enumerate(found) if not isinstance(r, Exception)]
         real_inputs, real_ids = [found[i][0].crop for i in kept], [real_ids[i] for i in kept]
+        real_cameras = [real_cameras[i] for i in kept]
     else:
         real_inputs = real_files
     real = embed_images(model, processor, real_inputs, progress=False, align="never")
+    # the floor a renderer is judged against: the same people seen by the two real cameras
+    t360, fone = (np.array([c == camera for c in real_cameras]) for camera in ("puj_t360", "puj_fone"))
+    ids = np.array(real_ids)
+    cameras = realism_score(
+        real[t360], real[fone], real_ids=list(ids[t360]), rendered_ids=list(ids[fone]), same_people=True
+    )
     crops = sorted(args.crops.glob("*/*.png"))
     if not crops:
         raise SystemExit(f"No aligned crops under {args.crops}; run the experiment (make run) first.")
@@ -99,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     how = f"aligned by {args.detector}, of {len(real_files)}" if args.detector else "resized"
     print(f"real: {len(real)} PUJ images ({how}) of {len(train)} training people; rendered: {len(sources)} crops")
+    print(
+        f"two real cameras, same people (PUJ-T360 {t360.sum()} vs PUJ-FONE {fone.sum()} images): "
+        f"AUC {cameras['auc']:.4f} ± {cameras['auc_std']:.4f}, Fréchet distance {cameras['frechet']:.3f}"
+    )
+    results["real PUJ-T360 vs real PUJ-FONE"] = {**cameras, "settings": None}
     print(
         f"{args.seeds} render seed(s)\n| setting | realism AUC (± std over 5 folds) | Fréchet distance |\n|---|---|---|"
     )

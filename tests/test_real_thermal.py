@@ -162,6 +162,21 @@ def test_realism_folds_by_person_do_not_tell_sets_apart_by_who_is_in_them():
         realism_score(real, rendered, real_ids=real_ids)
 
 
+def test_realism_of_the_same_people_on_both_sides_keeps_each_person_in_one_fold():
+    """Two cameras of the same people, no difference between them: with each side's people in their own folds the
+    classifier learns a person from one side and is tested on that person's faces from the other (AUC far below
+    0.5); `same_people` puts both sides of a person in one fold (~0.5), and a camera difference is still found."""
+    rng = np.random.default_rng(3)
+    ids = np.repeat(np.arange(20), 10)
+    centres = rng.normal(size=(20, 32))[ids]
+    first, second = centres + 0.15 * rng.normal(size=(200, 32)), centres + 0.15 * rng.normal(size=(200, 32))
+    assert realism_score(first, second, real_ids=ids, rendered_ids=ids)["auc"] < 0.2
+    same = realism_score(first, second, real_ids=ids, rendered_ids=ids, same_people=True)
+    assert abs(same["auc"] - 0.5) < 0.15
+    shifted = realism_score(first, second + 0.3, real_ids=ids, rendered_ids=ids, same_people=True)
+    assert shifted["auc"] > 0.75
+
+
 def test_frechet_distance_of_gaussians_with_known_moments():
     rng = np.random.default_rng(1)
     a = rng.normal(size=(5000, 3))

@@ -75,10 +75,18 @@ def realism_auc(
 
 
 def realism_score(
-    real: np.ndarray, rendered: np.ndarray, folds: int = 5, seed: int = 0, real_ids=None, rendered_ids=None
+    real: np.ndarray,
+    rendered: np.ndarray,
+    folds: int = 5,
+    seed: int = 0,
+    real_ids=None,
+    rendered_ids=None,
+    same_people: bool = False,
 ) -> dict:
     """`{"auc", "auc_std", "frechet", "real", "rendered"}` of two sets of embeddings (rows L2-normalised here);
-    with `real_ids` and `rendered_ids` (the person of each row) the AUC's folds keep each person on one side."""
+    with `real_ids` and `rendered_ids` (the person of each row) the AUC's folds keep each person on one side.
+    `same_people`: the two sets' ids name the same people (e.g. two real cameras), whose rows on both sides then
+    share one fold, so that a classifier is never tested on a person it was trained on."""
     real, rendered = _check(real, rendered)
     real = real / np.linalg.norm(real, axis=1, keepdims=True)
     rendered = rendered / np.linalg.norm(rendered, axis=1, keepdims=True)
@@ -86,8 +94,9 @@ def realism_score(
     if (real_ids is None) != (rendered_ids is None):
         raise ValueError("Give the identities of both sets (real_ids and rendered_ids) or of neither.")
     if real_ids is not None:
-        # the two sets' people are told apart even when their names coincide
-        groups = [f"real/{i}" for i in real_ids] + [f"rendered/{i}" for i in rendered_ids]
+        # unless they are the same people, the two sets' people are told apart even when their names coincide
+        sides = ("", "") if same_people else ("real/", "rendered/")
+        groups = [f"{sides[0]}{i}" for i in real_ids] + [f"{sides[1]}{i}" for i in rendered_ids]
     auc, std = realism_auc(real, rendered, folds, seed, groups)
     return {
         "auc": auc,
