@@ -81,6 +81,32 @@ def test_yale_crops_cached_by_earlier_versions_are_renamed_not_aligned_again(exp
     assert set(aligner.asked) <= set(experiment.report["protocol"]["left_out"])
 
 
+def test_cached_renders_are_reused_only_for_the_renderer_and_seed_that_made_them(experiment, faces, tmp_path):
+    from hfr_hf.data import ThermalRenderer, build_pseudo_thermal_protocol
+
+    shutil.copytree(experiment.output / "protocol" / "aligned", tmp_path / "aligned")  # no alignment needed
+
+    def build(renderer, seed=0):
+        build_pseudo_thermal_protocol(
+            tmp_path, att=faces["att"], yale=faces["yale"], seed=seed, renderer=renderer, progress=False
+        )
+        return {p.relative_to(tmp_path): p.read_bytes() for p in sorted((tmp_path / "thermal").rglob("*.png"))}
+
+    first = build(ThermalRenderer())
+    stamps = {p: (tmp_path / p).stat().st_mtime_ns for p in first}
+    assert build(ThermalRenderer()) == first  # the same settings: the cached renders are kept, not redone
+    assert all((tmp_path / p).stat().st_mtime_ns == stamps[p] for p in first)
+    blurred = build(ThermalRenderer(blur=(2.0, 2.5)))  # another setting: every cached probe is rendered again
+    assert set(blurred) == set(first) and all(blurred[p] != first[p] for p in first)
+    again = build(ThermalRenderer())
+    assert all(again[p] == first[p] for p in first)  # rendering is seeded: back to the same probes
+    before = max((tmp_path / p).stat().st_mtime_ns for p in again)
+    build(ThermalRenderer(), seed=1)  # another seed: every probe its lists name is rendered again
+    rows = [row.split(",") for row in (tmp_path / "identification.csv").read_text().splitlines()[1:]]
+    probes = [tmp_path / row[0] for row in rows if row[2] == "thermal"]
+    assert probes and all(p.stat().st_mtime_ns > before for p in probes)
+
+
 def test_training_used_the_protocol_split(experiment):
     from hfr_hf.training import build_datasets, load_config
 

@@ -117,7 +117,8 @@ def build_pseudo_thermal_protocol(
     Faces are aligned once (crops cached in `output/aligned`); each source's identities are split
     identity-disjointly (seeded) into train/validation/test. Train and validation come back as lazy pseudo
     pair sets. For the test identities, the first image of each person is the visible gallery and the others
-    are rendered as thermal probes (`output/thermal`, seeded, labelled synthetic), written as
+    are rendered as thermal probes (`output/thermal`, seeded, labelled synthetic; rendered again when the renderer's
+    settings or the seed differ from those recorded in `output/thermal/renderer.json`), written as
     `identification.csv` (VIS gallery vs thermal probes), `verification_vis.csv` (VIS vs VIS),
     `verification_cross.csv` (VIS vs thermal) in `hfr_hf.evaluation`'s formats, plus `test_pairs.csv`.
     """
@@ -146,6 +147,15 @@ def build_pseudo_thermal_protocol(
     )
 
     renderer = renderer or ThermalRenderer()
+    # Cached renders are reused only when the renderer's settings and the seed are those that made them: after a
+    # change of either (or a new default renderer) old probes would be measured under the new name.
+    made_by = json.dumps(
+        {"renderer": type(renderer).__name__, "settings": getattr(renderer, "__dict__", repr(renderer)), "seed": seed},
+        sort_keys=True,
+        default=list,
+    )
+    record = root / "thermal" / "renderer.json"
+    fresh = record.is_file() and record.read_text() == made_by
     rng = np.random.default_rng(seed)
     ident_rows, gallery, probes, pairs_rows = [], {}, {}, []
     for identity in sorted(i for i in crops if splits[i] == "test"):
@@ -154,7 +164,7 @@ def build_pseudo_thermal_protocol(
         ident_rows.append((first, identity, "vis", "gallery"))
         for n, (relative, glasses) in enumerate(rest):
             target = relative.replace("aligned/", "thermal/", 1)
-            if not (root / target).is_file():
+            if not (fresh and (root / target).is_file()):
                 (root / target).parent.mkdir(parents=True, exist_ok=True)
                 crop = np.asarray(Image.open(root / relative).convert("RGB"))
                 render_rng = np.random.default_rng([seed, zlib.crc32(identity.encode()), n])
@@ -164,6 +174,8 @@ def build_pseudo_thermal_protocol(
             pairs_rows.append((first, target, identity, "test", "thermal", True))
     if not gallery:
         raise ValueError("No test identity is left; add faces or raise the test fraction.")
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(made_by)
     write_identification_protocol(root / "identification.csv", ident_rows)
     with open(root / "test_pairs.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
