@@ -28,7 +28,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = Path(os.environ.get("HFR_HF_ASSETS", REPO.parent / "shared" / "assets"))
 
-# name → ThermalRenderer keyword arguments; "today" is the renderer before the realism score existed.
+# name → ThermalRenderer keyword arguments, over the scene gain (`skin_level=None`, the default when these were
+# measured); "today" is the renderer before the realism score existed, "skin level" the renderer's default now.
+SCENE_GAIN = {"skin_level": None}
 SETTINGS = {
     "today": {},
     "white_hot": {"palettes": "white_hot"},
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name in args.settings:
         started = time.perf_counter()
-        renderer = ThermalRenderer(**SETTINGS[name])
+        renderer = ThermalRenderer(**{**SCENE_GAIN, **SETTINGS[name]})
         scores = []
         for seed in range(args.seeds):  # seed 0 is the one a single-seed run has always used
             renders = [renderer(s, np.random.default_rng([seed, n])) for n, s in enumerate(sources)]
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         r = {key: float(np.mean([s[key] for s in scores])) for key in ("auc", "auc_std", "frechet")}
         r["auc_seeds"] = [s["auc"] for s in scores]
         r["frechet_seeds"] = [s["frechet"] for s in scores]
-        results[name] = {**r, "real": len(real), "rendered": len(sources), "settings": SETTINGS[name]}
+        results[name] = {**r, "real": len(real), "rendered": len(sources), "settings": {**SCENE_GAIN, **SETTINGS[name]}}
         spread = (
             f" (seeds: AUC {' '.join(f'{a:.4f}' for a in r['auc_seeds'])}, Fréchet ± {np.std(r['frechet_seeds']):.3f})"
             if args.seeds > 1

@@ -11,6 +11,7 @@ from datasets import Image as ImageFeature
 from PIL import Image
 
 from hfr_hf.alignment import ARCFACE_TEMPLATE
+from hfr_hf.alignment.detector_training import labelled_renderer
 from hfr_hf.data import (
     Augment,
     BadRow,
@@ -85,15 +86,19 @@ def test_segmented_thermal_is_black_off_the_face_and_leaves_unsegmented_renders_
     assert width(framed) == pytest.approx(0.63 * width(segmented), rel=0.1)
 
 
-def test_thermal_skin_level_puts_the_median_skin_pixel_where_asked_and_keeps_the_default():
+def test_thermal_skin_level_puts_the_median_skin_pixel_where_asked_and_is_the_default():
     face = _face()
     bright = ThermalRenderer(palettes="white_hot", noise=(0.0, 0.0), skin_level=(0.88, 0.88))(face, seed=0)
     skin = face_regions(face).skin > 0.5
     assert np.median(bright[..., 0][skin]) / 255 == pytest.approx(0.88, abs=0.03)
-    plain = ThermalRenderer(palettes="white_hot", noise=(0.0, 0.0))(face, seed=0)
+    plain = ThermalRenderer(palettes="white_hot", noise=(0.0, 0.0), skin_level=None)(face, seed=0)
     assert np.median(plain[..., 0][skin]) / 255 < 0.8  # the scene's gain leaves skin well below white
     assert bright[50:56, 44:50].mean() > bright[68:76, 50:62].mean()  # the order of temperatures is kept
-    assert np.array_equal(ThermalRenderer(skin_level=None)(face, seed=5), ThermalRenderer()(face, seed=5))
+    default = ThermalRenderer(palettes="white_hot", noise=(0.0, 0.0))(face, seed=0)
+    assert 0.84 - 0.03 <= np.median(default[..., 0][skin]) / 255 <= 0.9 + 0.03  # the face gain is the default
+    assert np.array_equal(ThermalRenderer(skin_level=(0.84, 0.9))(face, seed=5), ThermalRenderer()(face, seed=5))
+    # the detector's labelled renders keep the scene gain its figures were measured with
+    assert labelled_renderer().skin_level is None
 
 
 def test_thermal_scale_zooms_about_the_eyes_and_keeps_the_default():

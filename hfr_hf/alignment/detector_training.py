@@ -408,10 +408,12 @@ def labelled_renderer():
     """The `ThermalRenderer` of frames whose landmarks are labels (the detector's training and measures): its heat
     pattern registered with the face (`heat_shift=0`, `heat_scale=(1, 1)`). The adapter's default shifts the hot
     eye corners, nose and lips up to 3 px and 7 % against the face, an augmentation there but label noise here: a
-    median 0.05 inter-ocular distance between where the labels put the eyes and where the render shows them."""
+    median 0.05 inter-ocular distance between where the labels put the eyes and where the render shows them.
+    Its gain is the scene's (`skin_level=None`): the detector sees whole frames, hair and background included, and
+    its figures were measured so; the adapter's face-gained renders (the renderer's default) are aligned crops."""
     from ..data.renderers import ThermalRenderer
 
-    return ThermalRenderer(heat_shift=0.0, heat_scale=(1.0, 1.0))
+    return ThermalRenderer(heat_shift=0.0, heat_scale=(1.0, 1.0), skin_level=None)
 
 
 def render_frame(
