@@ -191,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol", type=Path, help="protocol folder to use or build (default: <output>/protocol)")
     parser.add_argument("--thermal", type=Path, default=ASSETS / "thermal", help="PUJ-T360 / PUJ-FONE folder")
     parser.add_argument("--runs", nargs="+", help="only the runs with these labels")
-    parser.add_argument("--epochs", type=int, help="training epochs of every run (default: the experiment's 15)")
+    parser.add_argument(
+        "--epochs", type=int, help="training epochs of every run (default: the experiment's: 30, pseudo pairs alone 15)"
+    )
     args = parser.parse_args(argv)
     output = args.output
     output.mkdir(parents=True, exist_ok=True)
@@ -251,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, preset, training, real_target in runs:
             started = time.perf_counter()
             run_dir = output / variant / label.replace(", ", "_").replace(" + ", "_plus_").replace(" ", "_")
-            if args.epochs:  # a shortened run is not the 15-epoch one of that label
+            if args.epochs:  # a shortened run is not the default-length one of that label
                 run_dir = run_dir.with_name(f"{run_dir.name}_{args.epochs}_epochs")
             if args.reuse and (run_dir / "report.json").is_file():  # finished by an earlier, interrupted call
                 report = json.loads((run_dir / "report.json").read_text())

@@ -311,11 +311,13 @@ def test_real_thermal_recipe_merges_under_the_given_loss_weights(monkeypatch, tm
         run(training={"loss": {"contrastive_weight": 2.0}})
     assert seen["real_target_data"] == "puj" and seen["real_validation_data"] == "puj"
     assert seen["loss"] == {**experiment_module.REAL_THERMAL_LOSS, "contrastive_weight": 2.0}
+    assert seen["num_epochs"] == 30  # the real-thermal recipe's, for every base (the pseudo-only job: 15)
     seen.clear()
     with pytest.raises(RuntimeError, match="recorded"):
         run(real_target=False)
     assert "real_target_data" not in seen and "loss" not in seen and "real_validation_data" not in seen
-    seen.clear()  # XS: 30 epochs and self-distillation 10 unless the caller says otherwise
+    assert seen["num_epochs"] == experiment_module.EXPERIMENT_TRAINING["num_epochs"] == 15
+    seen.clear()  # XS: self-distillation 10 (and 30 epochs) unless the caller says otherwise
     xs = type("M", (), {"eval": lambda self: None, "config": type("C", (), {"variant": "xs"})()})()
     monkeypatch.setattr("hfr_hf.inference.load_model", lambda *a, **k: (xs, 0))
     with pytest.raises(RuntimeError, match="recorded"):
