@@ -9,7 +9,9 @@ measures read them, or with `--detector` (`hfr-hf train-detector`) aligned to th
 crops are (the images where it finds no face are left out). The AUC's folds keep each person on one side (a
 classifier must not tell the sets apart by who is in them). Rendered: `--renders` aligned AT&T + Yale crops (a seeded choice) through `ThermalRenderer` with
 each setting below, seeded (`--seeds N`: N render seeds; the AUC's fold-to-fold std and the Fréchet distance
-are then averaged over them, the seeds' spread printed beside). For each setting it prints the cross-validated AUC of a logistic regression on the
+are then averaged over them, the seeds' spread printed beside). First it scores the two real cameras against each
+other (the same people: the floor no renderer can be expected to beat), and for each setting the first seed's
+renders against each camera alone at that camera's sample size (the Fréchet distance depends on it). For each setting it prints the cross-validated AUC of a logistic regression on the
 frozen embeddings (0.5 = indistinguishable) and the Fréchet distance (`hfr_hf.evaluation.realism`), and writes
 `<output>/realism.json`.
 """
@@ -97,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     real = embed_images(model, processor, real_inputs, progress=False, align="never")
     # the floor a renderer is judged against: the same people seen by the two real cameras
     t360, fone = (np.array([c == camera for c in real_cameras]) for camera in ("puj_t360", "puj_fone"))
-    ids = np.array(real_ids)
+    people = np.array(real_ids)
     cameras = realism_score(
-        real[t360], real[fone], real_ids=list(ids[t360]), rendered_ids=list(ids[fone]), same_people=True
+        real[t360], real[fone], real_ids=list(people[t360]), rendered_ids=list(people[fone]), same_people=True
     )
     crops = sorted(args.crops.glob("*/*.png"))
     if not crops:
@@ -127,10 +129,36 @@ def main(argv: list[str] | None = None) -> int:
             rendered = embed_images(model, processor, renders, progress=False, align="never")
             ids = [c.parent.name for c in chosen]
             scores.append(realism_score(real, rendered, real_ids=real_ids, rendered_ids=ids))
+            if seed == 0:
+                # against each camera alone, at that camera's sample size: comparable with the two cameras' score
+                # (the Fréchet distance grows as samples shrink); five seeded draws of the renders
+                per_camera = {}
+                for camera, mask in (("puj_t360", t360), ("puj_fone", fone)):
+                    draws = [
+                        np.random.default_rng(k).choice(len(rendered), mask.sum(), replace=False) for k in range(5)
+                    ]
+                    scored = [
+                        realism_score(
+                            real[mask], rendered[d], real_ids=list(people[mask]), rendered_ids=[ids[i] for i in d]
+                        )
+                        for d in draws
+                    ]
+                    per_camera[camera] = {
+                        "auc": float(np.mean([x["auc"] for x in scored])),
+                        "frechet": float(np.mean([x["frechet"] for x in scored])),
+                        "frechet_std": float(np.std([x["frechet"] for x in scored])),
+                        "real": int(mask.sum()),
+                    }
         r = {key: float(np.mean([s[key] for s in scores])) for key in ("auc", "auc_std", "frechet")}
         r["auc_seeds"] = [s["auc"] for s in scores]
         r["frechet_seeds"] = [s["frechet"] for s in scores]
-        results[name] = {**r, "real": len(real), "rendered": len(sources), "settings": {**SCENE_GAIN, **SETTINGS[name]}}
+        results[name] = {
+            **r,
+            "real": len(real),
+            "rendered": len(sources),
+            "settings": {**SCENE_GAIN, **SETTINGS[name]},
+            "per_camera": per_camera,
+        }
         spread = (
             f" (seeds: AUC {' '.join(f'{a:.4f}' for a in r['auc_seeds'])}, Fréchet ± {np.std(r['frechet_seeds']):.3f})"
             if args.seeds > 1
@@ -139,6 +167,14 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {name} | {r['auc']:.4f} ± {r['auc_std']:.4f} | {r['frechet']:.3f} |{spread}  "
             f"({time.perf_counter() - started:.0f} s)",
+            flush=True,
+        )
+        print(
+            "    against one camera at its size: "
+            + "; ".join(
+                f"{camera} AUC {c['auc']:.4f}, Fréchet {c['frechet']:.3f} ± {c['frechet_std']:.3f}"
+                for camera, c in per_camera.items()
+            ),
             flush=True,
         )
     args.output.mkdir(parents=True, exist_ok=True)
