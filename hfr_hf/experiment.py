@@ -45,6 +45,9 @@ REAL_THERMAL_LOSS = {
 # was better or equal on all four seeds measured on XXS (0.088 against 0.105 on seed 0), and in 15 epochs XS kept
 # neither the pseudo EER nor T360's.
 REAL_THERMAL_TRAINING = {"num_epochs": 30}
+# `--preset auto`'s finalists train at most 15 epochs (the chosen one then trains all 30): at 30 each, the default
+# 600 s budget fit two of three finalists on XXS and skipped the one that won with 15 (ln_stem_s012).
+REAL_THERMAL_FINALIST_EPOCHS = 15
 # What a base needs beyond that, measured: in 30 epochs XS's visible embeddings moved (AT&T TAR@1e-4 -0.0144) until
 # self-distillation 10 held them (-0.0027).
 REAL_THERMAL_BY_VARIANT = {"xs": {"loss": {"self_distillation_weight": 10.0}}}
@@ -312,6 +315,8 @@ def run_experiment(
         recipe = {**REAL_THERMAL_TRAINING, **extra}
         options.update({k: v for k, v in recipe.items() if k not in given and k != "loss"})
         options["loss"] = {**REAL_THERMAL_LOSS, **extra.get("loss", {}), **given.get("loss", {})}
+        if "auto_finalist_epochs" not in given:
+            options["auto_finalist_epochs"] = min(REAL_THERMAL_FINALIST_EPOCHS, options["num_epochs"])
     if adapter_preset == AUTO_PRESET and thermal and "real_validation_data" not in options:
         options["real_validation_data"] = str(thermal)  # real evidence, from the PUJ validation people only
     config = load_config(
