@@ -309,13 +309,17 @@ class ThermalRenderer:
         self.skin_level, self.scale = skin_level, scale
 
     def temperature(
-        self, image: Any, seed: int | np.random.Generator | None = None, glasses: bool | None = None
+        self,
+        image: Any,
+        seed: int | np.random.Generator | None = None,
+        glasses: bool | None = None,
+        regions: FaceRegions | None = None,
     ) -> np.ndarray:
         """(112, 112) float32 relative temperature of the scene (0 = coldest, ~1 = hottest), before the
-        sensor (no blur, noise, gain or palette)."""
+        sensor (no blur, noise, gain or palette). `regions`: `face_regions(image)`, when the caller has it."""
         rng = _rng(seed)
         _, luminance = _prepare(image)
-        regions = face_regions(image)
+        regions = face_regions(image) if regions is None else regions
         if glasses is None:
             glasses = glasses_score(image) > self.glasses_threshold
         dx, dy = rng.uniform(-self.heat_shift, self.heat_shift, 2)
@@ -376,8 +380,8 @@ class ThermalRenderer:
     ) -> np.ndarray:
         """Render one aligned crop; `glasses` overrides the detector, `palette` the random choice."""
         rng = _rng(seed)
-        source = image
-        scene = self.temperature(image, rng, glasses)
+        regions = face_regions(image)  # once: the temperature, the face gain and the segmentation all use it
+        scene = self.temperature(image, rng, glasses, regions)
         image = _sensor_resolution(scene, rng.uniform(*self.resolution))
         image = cv2.GaussianBlur(image, (0, 0), rng.uniform(*self.blur))
         # automatic gain control: stretch between a low percentile of the scene and its hottest point
@@ -387,7 +391,7 @@ class ThermalRenderer:
         gamma = rng.uniform(0.75, 1.35)  # drawn even when skin_level overrides it: the later draws stay the same
         if self.skin_level is not None:
             # gain on the face: the gamma that brings the median skin pixel to the drawn display level
-            skin = face_regions(source).skin > 0.5
+            skin = regions.skin > 0.5
             median = float(np.clip(np.median(image[skin]), 0.02, 0.98))
             gamma = np.log(rng.uniform(*self.skin_level)) / np.log(median)
         image = image**gamma
@@ -396,7 +400,7 @@ class ThermalRenderer:
         image = image + rng.normal(0.0, rng.uniform(0.0, sigma / 2), (1, SIZE)).astype(np.float32)  # columns
         name = palette or _pick(rng, self.palettes)
         if self.segmented and rng.random() < self.segmented:  # drawn last: segmented=0 changes no other draw
-            face = cv2.GaussianBlur(face_regions(source).skin, (0, 0), 0.8) > 0.5
+            face = cv2.GaussianBlur(regions.skin, (0, 0), 0.8) > 0.5
             image = np.where(face, image, 0.0)
         if self.framing != (1.0, 1.0):
             image = _zoomed(image, rng.uniform(*self.framing), (55.0, 62.0), (50.0, 57.0))
