@@ -798,13 +798,23 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--epochs", type=int, help="training epochs (default: the experiment's)")
     experiment.add_argument("--learning-rate", type=float, help="AdamW learning rate (default: the preset's)")
     search = experiment.add_argument_group("preset search (--preset auto)")
-    search.add_argument("--auto-budget", type=float, metavar="SECONDS", help="wall-clock budget of the search (600)")
-    search.add_argument("--auto-epochs", type=int, metavar="N", help="training epochs of each candidate (1)")
+    search.add_argument(
+        "--auto-budget",
+        type=float,
+        metavar="SECONDS",
+        help="wall-clock budget of the search (600; with --thermal 1200, on XS 1800)",
+    )
+    search.add_argument(
+        "--auto-epochs",
+        type=int,
+        metavar="N",
+        help="first epochs of the run's schedule that each candidate trains (1; with --thermal 3)",
+    )
     search.add_argument(
         "--auto-finalists",
         type=int,
         metavar="N",
-        help="best candidates trained again for --epochs and chosen on that (3; below 2: none)",
+        help="best candidates continued to --epochs and chosen on that (3; below 2: none)",
     )
     search.add_argument(
         "--auto-presets", metavar="P1,P2,...", help="presets the search tries (default: every preset but full)"

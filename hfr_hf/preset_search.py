@@ -1,9 +1,11 @@
 """`adapter_preset="auto"`: the trainable set and its learning rate chosen on validation identities within a budget.
 
 Each candidate, an adapter preset (`hfr_hf.adapters.ADAPTER_PRESETS`; the presets are the layer groups the adapter
-machinery has: LayerNorms, the stem, whole early stages) at a learning rate (the preset's own times a factor of
-`auto_learning_rate_factors`), is trained briefly (`auto_epochs`) on the training identities by the same loop as the
-full run, and scored on validation data only:
+machinery has: LayerNorms, the stem, whole early stages, and `full`, every weight) at a learning rate (the preset's
+own times a factor of `auto_learning_rate_factors`), trains the first `auto_epochs` of the full run's own schedule
+(its learning-rate warm-up and decay over `num_epochs`, stopped early: a schedule compressed into one epoch favours
+high rates that the full length does not) on the training identities by the same loop as the full run, and is
+scored on validation data only:
 
 - the pseudo-spectral validation EER (VIS vs rendered target on the paired set's validation identities, the best
   epoch's, as the full run keeps its best adapter);
@@ -15,7 +17,10 @@ The score is the pseudo EER alone, or, with real thermal, the mean of the pseudo
 side half: renders give many pairs, the real faces the truth); lower is better. Candidates run in a fixed order (every
 preset at its own learning rate first, then the other factors), and a candidate is started only while the time spent
 plus the mean time of one candidate fits `auto_budget_s`; the first always runs, so there is always a choice. The
-lowest score wins (ties: fewer trainable parameters, then the earlier candidate). With real validation data every
+lowest score wins (ties: fewer trainable parameters, then the earlier candidate). The best `auto_finalists` then
+continue their runs to `auto_finalist_epochs` (default: the whole schedule) while the budget allows, and the lowest
+finalist score wins; the full run continues the chosen candidate's run from its checkpoint (`continue_chosen`), so
+its epochs are not trained twice and a finalist trained to the end is the full run. With real validation data every
 run, the trials and the chosen one's full run alike, keeps the epoch with the lowest score (see `train`), so the full
 run is judged by the rule that chose it. PUJ `test` people and the paired
 set's test identities are never trained on, scored or looked at. The search, every candidate included (those the
@@ -34,7 +39,15 @@ from typing import Any
 
 from .adapters import ADAPTER_PRESETS
 
-__all__ = ["AUTO_PRESET", "SCORE_RULE", "SEARCH_RECORD", "real_validation_eers", "search_presets", "validation_score"]
+__all__ = [
+    "AUTO_PRESET",
+    "SCORE_RULE",
+    "SEARCH_RECORD",
+    "continue_chosen",
+    "real_validation_eers",
+    "search_presets",
+    "validation_score",
+]
 
 AUTO_PRESET = "auto"
 SEARCH_RECORD = "preset_search.json"
@@ -72,7 +85,7 @@ def _validation_people(root: str | os.PathLike) -> list[str]:
 
 
 def _candidates(config) -> list[tuple[str, float]]:
-    presets = config.auto_presets or [name for name, spec in ADAPTER_PRESETS.items() if not spec.full]
+    presets = config.auto_presets or list(ADAPTER_PRESETS)
     factors = sorted(config.auto_learning_rate_factors, key=lambda f: (f != 1.0, abs(math.log(f))))
     # rounded so that the record reads 9e-4, not 0.0009000000000000001; a pair named twice is tried once
     pairs = [(p, float(f"{ADAPTER_PRESETS[p].learning_rate * f:.4g}")) for f in factors for p in presets]
@@ -111,14 +124,16 @@ def search_presets(config, resume: bool = False) -> dict[str, Any]:
         if times and elapsed + sum(times) / len(times) > config.auto_budget_s:
             row["status"] = "skipped: budget spent"
             continue
-        folder = output / SEARCH_FOLDER / f"{preset}_lr{learning_rate:.0e}"
-        row.update(status="done", **_trial(config, preset, learning_rate, config.auto_epochs, folder))
+        row.update(status="done", **_trial(config, preset, learning_rate, config.auto_epochs, _folder(output, row)))
         times.append(row["time_s"])
     finalists = _finalist_round(config, rows, started, output)
     done = [r for r in rows if r["status"] == "done"]
     best = min(done, key=_rule(rows))
     if len(finalists) >= 2:  # a round of one cannot change the choice
         best = min(finalists, key=_rule(rows, final=True))
+    for row in done:  # only the chosen run's checkpoint is continued (`continue_chosen`)
+        if row is not best:
+            shutil.rmtree(_folder(output, row) / "checkpoints", ignore_errors=True)
     record = {
         "rule": SCORE_RULE,
         "budget_s": config.auto_budget_s,
@@ -127,12 +142,13 @@ def search_presets(config, resume: bool = False) -> dict[str, Any]:
         "finalist_epochs": _finalist_epochs(config),
         "real_validation": None if real_root is None else {"root": str(real_root), "people": people},
         "candidates": rows,
-        "chosen": _chosen(best, final=len(finalists) >= 2),
+        "chosen": _chosen(best, final=len(finalists) >= 2) | {"run": str(_folder(output, best))},
         "why": (
-            f"lowest validation score ({best['final']['score']:.4f}) of the {len(finalists)} finalists trained "
-            f"{_finalist_epochs(config)} epochs (the first round's best of {len(done)} candidates)"
+            f"lowest validation score ({best['final']['score']:.4f}) of the {len(finalists)} finalists continued to "
+            f"epoch {_finalist_epochs(config)} (the first round's best of {len(done)} candidates)"
             if len(finalists) >= 2
-            else f"lowest validation score ({best['score']:.4f}) of the {len(done)} candidates trained"
+            else f"lowest validation score ({best['score']:.4f}) of the {len(done)} candidates trained "
+            f"{config.auto_epochs} epochs"
         )
         + (
             f"; {len(rows) - len(done)} left out by the {config.auto_budget_s:g} s budget"
@@ -145,22 +161,27 @@ def search_presets(config, resume: bool = False) -> dict[str, Any]:
     return record
 
 
-def _trial(config, preset: str, learning_rate: float, epochs: int, folder: Path) -> dict[str, Any]:
-    """Train one candidate for `epochs` on the training identities into `folder` and score it on validation only."""
+def _folder(output: Path, row: dict[str, Any]) -> Path:
+    return output / SEARCH_FOLDER / f"{row['preset']}_lr{row['learning_rate']:.0e}"
+
+
+def _trial(config, preset: str, learning_rate: float, epochs: int | None, folder: Path, more: bool = False):
+    """Train one candidate on the training identities into `folder` for the first `epochs` of the full run's
+    schedule (None: all of it) and score it on validation only; `more` continues the run already there."""
     from .training import train
 
-    shutil.rmtree(folder, ignore_errors=True)
+    if not more:
+        shutil.rmtree(folder, ignore_errors=True)
     trial = dataclasses.replace(
         config,
         adapter_preset=preset,
         learning_rate=learning_rate,
-        num_epochs=epochs,
-        max_steps=None,
+        stop_after_epochs=epochs,
         checkpoint_every=0,
         output_dir=str(folder),
     )
     begun = time.perf_counter()
-    report = train(trial, evaluate_test=False).report
+    report = train(trial, resume=more, evaluate_test=False).report
     row: dict[str, Any] = dict(
         epochs=report["epochs"],
         steps=report["global_step"],
@@ -177,19 +198,37 @@ def _trial(config, preset: str, learning_rate: float, epochs: int, folder: Path)
     if real is not None:
         row["real"] = real
     row["score"] = report["best"]["score"]
-    shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # the trial's adapters and report are kept
     row["time_s"] = time.perf_counter() - begun
     return row
 
 
 def _finalist_epochs(config) -> int:
-    return config.auto_finalist_epochs or config.num_epochs
+    return min(config.auto_finalist_epochs or config.num_epochs, config.num_epochs)
+
+
+def continue_chosen(record: dict[str, Any], output_dir: str | os.PathLike) -> bool:
+    """Put the chosen candidate's run (its last checkpoint, best adapter and logs) into `output_dir`, so that the
+    full run continues it where the search stopped instead of training it again; False (nothing done) when that
+    run is gone or `output_dir` already holds checkpoints of its own."""
+    from .training import list_checkpoints
+
+    run = Path(record["chosen"].get("run", ""))
+    output = Path(output_dir)
+    if not list_checkpoints(run) or list_checkpoints(output):
+        return False
+    output.mkdir(parents=True, exist_ok=True)
+    for name in ("checkpoints", "best_adapter", "logs"):
+        if (run / name).is_dir():
+            shutil.rmtree(output / name, ignore_errors=True)
+            shutil.copytree(run / name, output / name)
+    return True
 
 
 def _finalist_round(config, rows: list[dict[str, Any]], started: float, output: Path) -> list[dict[str, Any]]:
-    """Successive halving's second round: the first round's `auto_finalists` best candidates trained again for the
-    full run's length (a one-epoch ranking is not the longer one: measured on XS), each while its estimated time
-    (its first-round time per epoch × the epochs) still fits the budget; returns the finalists trained."""
+    """Successive halving's second round: the first round's `auto_finalists` best candidates continued to
+    `auto_finalist_epochs` of the same schedule (by default all of it: a short ranking is not the longer one), each
+    while its estimated time (its first-round time per epoch × the epochs left) still fits the budget; returns the
+    finalists trained."""
     epochs = _finalist_epochs(config)
     if config.auto_finalists < 2 or epochs <= config.auto_epochs:
         return []
@@ -197,12 +236,11 @@ def _finalist_round(config, rows: list[dict[str, Any]], started: float, output: 
     ranked = sorted(done, key=_rule(rows))
     finalists = []
     for row in ranked[: config.auto_finalists]:
-        estimate = row["time_s"] / max(row["epochs"], 1) * epochs
+        estimate = row["time_s"] / max(row["epochs"], 1) * (epochs - row["epochs"])
         if time.perf_counter() - started + estimate > config.auto_budget_s:
             row["final"] = {"status": "skipped: budget spent"}
             continue
-        folder = output / SEARCH_FOLDER / f"final_{row['preset']}_lr{row['learning_rate']:.0e}"
-        result = _trial(config, row["preset"], row["learning_rate"], epochs, folder)
+        result = _trial(config, row["preset"], row["learning_rate"], epochs, _folder(output, row), more=True)
         row["final"] = {"status": "done", **{k: v for k, v in result.items() if k != "trainable_parameters"}}
         finalists.append(row)
     return finalists
@@ -224,7 +262,7 @@ def _chosen(row: dict[str, Any], final: bool) -> dict[str, Any]:
 def _search_settings(config) -> dict[str, Any]:
     """What a recorded search depends on: a resumed run reuses it only when these are unchanged."""
     values = config.to_dict()
-    # num_epochs stays: the finalists train for it (auto_finalist_epochs None)
+    # num_epochs stays: every candidate trains the first epochs of its schedule
     full_run_only = ("max_steps", "checkpoint_every", "checkpoints_total_limit")
     for key in ("output_dir", "log_every", "num_workers", *full_run_only):
         values.pop(key, None)

@@ -69,7 +69,14 @@ STATE_NAME = "trainer_state.json"
 BEST_ADAPTER = "best_adapter"  # in the output folder, and its copy inside every checkpoint
 # Settings a resumed run may change: they do not touch the optimisation (the checkpoint's optimiser state, schedule
 # and batch position stay valid). Any other difference is refused, see `_check_resume`.
-RESUMABLE_CHANGES = ("output_dir", "checkpoint_every", "checkpoints_total_limit", "log_every", "num_workers")
+RESUMABLE_CHANGES = (
+    "output_dir",
+    "checkpoint_every",
+    "checkpoints_total_limit",
+    "log_every",
+    "num_workers",
+    "stop_after_epochs",
+)
 SCHEDULERS = ("cosine", "constant_with_warmup", "constant", "linear")
 DATA_TYPES = ("auto", "pairs_csv", "folders", "pseudo")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
@@ -151,8 +158,8 @@ class TrainingConfig:
     auto_presets: list[str] | None = field(
         default=None,
         metadata={
-            "help": "adapter_preset auto: the presets it tries (a list, or comma-separated); None: every preset but "
-            "full (which trains a whole model, not an adapter)."
+            "help": "adapter_preset auto: the presets it tries (a list, or comma-separated); None: every preset, "
+            "full included (chosen, it gives a whole fine-tuned model, not an adapter)."
         },
     )
     auto_learning_rate_factors: list[float] = field(
@@ -162,23 +169,29 @@ class TrainingConfig:
             "preset at factor 1 is tried before any other factor."
         },
     )
-    auto_epochs: int = field(default=1, metadata={"help": "adapter_preset auto: training epochs of each candidate."})
+    auto_epochs: int = field(
+        default=1,
+        metadata={
+            "help": "adapter_preset auto: the first epochs of the full run's schedule that each candidate trains."
+        },
+    )
     auto_finalists: int = field(
         default=3,
         metadata={
-            "help": "adapter_preset auto: the first round's best candidates trained again for auto_finalist_epochs "
-            "and chosen on that score (successive halving), each while it fits the budget; below 2: no second round."
+            "help": "adapter_preset auto: the first round's best candidates continue their runs to "
+            "auto_finalist_epochs and are chosen on that score (successive halving), each while it fits the budget; "
+            "below 2: no second round."
         },
     )
     auto_finalist_epochs: int | None = field(
-        default=None, metadata={"help": "adapter_preset auto: epochs of the finalists; None: num_epochs."}
+        default=None, metadata={"help": "adapter_preset auto: epochs the finalists reach; None: num_epochs."}
     )
     auto_budget_s: float = field(
         default=600.0,
         metadata={
             "help": "adapter_preset auto: wall-clock seconds of the search; no candidate starts once the time spent "
-            "plus one candidate's mean time exceeds it (the first always runs). The full run comes on top. On the "
-            "main job's protocol the 15 default candidates of one epoch took 494 s (xxs, loaded 2-core machine)."
+            "plus one candidate's mean time exceeds it (the first always runs), no finalist once its remaining "
+            "epochs would. The full run continues the chosen candidate's run and comes on top."
         },
     )
     real_validation_data: str | None = field(
@@ -211,6 +224,14 @@ class TrainingConfig:
     num_epochs: int = field(default=3, metadata={"help": "Passes over the training pairs (unless max_steps is set)."})
     max_steps: int | None = field(
         default=None, metadata={"help": "Optimiser steps in all; overrides num_epochs when set."}
+    )
+    stop_after_epochs: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop after this many epochs of the schedule that num_epochs / max_steps set (the learning rate "
+            "still follows the whole schedule); a later run with resume continues it. The preset search's first "
+            "round. None: train the whole schedule."
+        },
     )
     batch_size: int = field(default=32, metadata={"help": "Pairs per batch and process."})
     eval_batch_size: int = field(default=64, metadata={"help": "Images per batch when embedding for evaluation."})
@@ -270,7 +291,7 @@ class TrainingConfig:
             "num_epochs": self.num_epochs,
             "log_every": self.log_every,
         }
-        for name in ("max_steps", "max_train_pairs", "checkpoints_total_limit"):
+        for name in ("max_steps", "stop_after_epochs", "max_train_pairs", "checkpoints_total_limit"):
             if getattr(self, name) is not None:
                 positive[name] = getattr(self, name)
         for name, value in positive.items():
@@ -957,18 +978,21 @@ def train(
     test identities alone (no before/after comparison): the preset search's trials must not look at them.
 
     `config.adapter_preset == "auto"` first runs the preset search ([`hfr_hf.preset_search.search_presets`]; a
-    resume reuses a finished one), then trains the chosen preset and learning rate; the report holds the search
+    resume reuses a finished one), then trains the chosen preset and learning rate to the end, continuing the
+    chosen candidate's run (its candidates train the first epochs of this schedule); the report holds the search
     under `preset_search`.
     """
     search = None
     if config.adapter_preset == AUTO_PRESET:
         import dataclasses
 
-        from .preset_search import search_presets
+        from .preset_search import continue_chosen, search_presets
 
         search = search_presets(config, resume=resume)
         chosen = search["chosen"]
         config = dataclasses.replace(config, adapter_preset=chosen["preset"], learning_rate=chosen["learning_rate"])
+        # the chosen candidate trained the first epochs of this very schedule: continue it, not start again
+        resume = continue_chosen(search, config.output_dir) or resume
     from accelerate import Accelerator, DataLoaderConfiguration
     from accelerate.utils import ProjectConfiguration, is_tensorboard_available, set_seed
     from peft import PeftModel
@@ -1109,6 +1133,8 @@ def train(
     )
     model.train()
     for epoch in range(state.epoch, num_epochs):
+        if config.stop_after_epochs is not None and epoch >= config.stop_after_epochs:
+            break  # the schedule goes on; a resumed run continues it
         if state.global_step >= total_steps and state.batches_done < batches_per_epoch:
             break  # (resumed on the last batch of an epoch, the epoch still gets its time and its validation)
         state.epoch = epoch
@@ -1223,7 +1249,8 @@ def train(
         report = {
             "global_step": state.global_step,
             "total_steps": total_steps,
-            "epochs": num_epochs,
+            "epochs": num_epochs if config.stop_after_epochs is None else min(num_epochs, config.stop_after_epochs),
+            "schedule_epochs": num_epochs,
             "batches_per_epoch": batches_per_epoch,
             "num_processes": accelerator.num_processes,
             "device": str(accelerator.device),

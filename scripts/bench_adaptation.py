@@ -3,7 +3,7 @@ real-thermal measures (PUJ-T360 / PUJ-FONE, the people kept for measuring) besid
 
     python scripts/bench_adaptation.py [--variants xxs xs] [--presets ln ln_stem ... auto] [--output runs/bench_adaptation]
         [--runs LABEL ...]   # only these runs (labels as printed, e.g. "ln_stem, pseudo pairs only")
-        [--auto-budget 600] [--auto-epochs 1] [--auto-finalists 3]   # the preset search of the `auto` run
+        [--auto-budget 1200] [--auto-epochs 3] [--auto-finalists 3]   # the preset search of the `auto` run
 
 For each variant and preset it runs `hfr_hf.experiment.run_experiment` (frozen vs adapted on test identities never
 seen in training) and prints trainable parameters, time per epoch, cross-spectral EER / TAR@FAR=1 % / rank-1,
@@ -180,9 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=["xxs", "xs"])
     parser.add_argument("--presets", nargs="+", default=ALL_PRESETS + ["auto"], choices=ALL_PRESETS + ["auto"])
-    parser.add_argument("--auto-budget", type=float, default=600.0, help="seconds of the auto run's preset search")
-    parser.add_argument("--auto-epochs", type=int, default=1, help="training epochs of each candidate of the search")
-    parser.add_argument("--auto-finalists", type=int, default=3, help="candidates trained again at the full length")
+    parser.add_argument("--auto-budget", type=float, help="seconds of the auto run's preset search (the recipe's)")
+    parser.add_argument("--auto-epochs", type=int, help="first epochs each candidate trains (the recipe's)")
+    parser.add_argument("--auto-finalists", type=int, default=3, help="candidates continued to the full length")
     parser.add_argument("--output", type=Path, default=REPO / "runs" / "bench_adaptation")
     parser.add_argument("--epoch-pairs", type=int, default=1000, help="pairs of the one-epoch timing (0: skip it)")
     parser.add_argument("--no-ablation", action="store_true", help="skip the ablation runs")
@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             "auto_epochs": args.auto_epochs,
             "auto_finalists": args.auto_finalists,
         }
+        auto = {k: v for k, v in auto.items() if v is not None}  # unset: the main job's recipe
         # every run trains with the main job's default recipe (the real PUJ train people's LWIR faces beside the
         # pseudo pairs, REAL_THERMAL_LOSS); the ablation takes one part away at a time
         runs = [(preset, preset, auto if preset == "auto" else None, True) for preset in args.presets]

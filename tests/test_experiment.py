@@ -312,7 +312,8 @@ def test_real_thermal_recipe_merges_under_the_given_loss_weights(monkeypatch, tm
     assert seen["real_target_data"] == "puj" and seen["real_validation_data"] == "puj"
     assert seen["loss"] == {**experiment_module.REAL_THERMAL_LOSS, "contrastive_weight": 2.0}
     assert seen["num_epochs"] == 30  # the real-thermal recipe's, for every base (the pseudo-only job: 15)
-    assert seen["auto_finalist_epochs"] == 15  # `auto`'s finalists: half of that, so that three fit its budget
+    # `auto`'s candidates: the first tenth of that schedule, the search within 1,200 s
+    assert (seen["auto_epochs"], seen["auto_budget_s"]) == (3, 1200.0) and "auto_finalist_epochs" not in seen
     seen.clear()
     with pytest.raises(RuntimeError, match="recorded"):
         run(real_target=False)
@@ -324,7 +325,7 @@ def test_real_thermal_recipe_merges_under_the_given_loss_weights(monkeypatch, tm
     with pytest.raises(RuntimeError, match="recorded"):
         run(training={"num_epochs": 5})
     assert seen["num_epochs"] == 5 and seen["loss"]["self_distillation_weight"] == 10.0
-    assert seen["auto_finalist_epochs"] == 5  # never more than the run's own epochs
+    assert seen["auto_budget_s"] == 1800.0  # XS's slower epochs: a larger search budget
     assert seen["loss"]["contrastive_weight"] == experiment_module.REAL_THERMAL_LOSS["contrastive_weight"]
     seen.clear()
     with pytest.raises(RuntimeError, match="recorded"):

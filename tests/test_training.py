@@ -579,20 +579,54 @@ def test_auto_search_needs_validation_identities(workspace):
         train(_auto_config(workspace, "auto_no_validation", split_fractions=(0.8, 0.0, 0.2)))
 
 
-def test_auto_finalists_are_trained_at_the_full_length_and_chosen_on_it(workspace):
-    """Successive halving: both candidates of a one-epoch round are trained again for num_epochs (2) and the choice
-    is the lower score of that second round, recorded beside the first."""
-    result = train(_auto_config(workspace, "auto_finalists", num_epochs=2, auto_finalists=2))
+@pytest.fixture(scope="module")
+def finalists_run(workspace):
+    return train(_auto_config(workspace, "auto_finalists", num_epochs=2, auto_finalists=2))
+
+
+def test_auto_finalists_continue_to_the_full_length_and_are_chosen_on_it(finalists_run):
+    """Successive halving: both candidates of the first round (the first epoch of a two-epoch schedule) continue
+    their runs to num_epochs (2) and the choice is the lower score of that second round, recorded beside the first."""
+    result = finalists_run
     search = result.report["preset_search"]
     assert search["finalist_epochs"] == 2
     rows = search["candidates"]
     for row in rows:
         assert row["epochs"] == 1 and row["final"]["status"] == "done" and row["final"]["epochs"] == 2
-        trial = result.output_dir / "preset_search" / f"final_{row['preset']}_lr3e-03" / "report.json"
-        assert json.loads(trial.read_text())["best"]["score"] == row["final"]["score"]
+        trial = json.loads(
+            (result.output_dir / "preset_search" / f"{row['preset']}_lr3e-03" / "report.json").read_text()
+        )
+        assert trial["best"]["score"] == row["final"]["score"]
+        assert trial["schedule_epochs"] == 2 and [v["epoch"] for v in trial["validation"]] == [0, 1]
     best = min(rows, key=lambda r: (r["final"]["score"], r["trainable_parameters"]))
     assert (search["chosen"]["preset"], search["chosen"]["score"]) == (best["preset"], best["final"]["score"])
     assert result.report["config"]["adapter_preset"] == best["preset"] and "2 finalists" in search["why"]
+    assert result.report["best"]["score"] == best["final"]["score"]  # the full run is the chosen finalist's run
+
+
+def test_auto_full_run_is_the_chosen_preset_trained_alone_bit_for_bit(workspace, finalists_run):
+    """Candidates train the first epochs of the full run's own schedule and the full run continues the chosen one
+    from its checkpoint: the adapter equals the one that training the chosen preset and rate from scratch gives."""
+    chosen = finalists_run.report["preset_search"]["chosen"]
+    assert finalists_run.resumed_from is not None  # continued, not trained again
+    alone = train(
+        make_config(
+            workspace,
+            "auto_chosen_alone",
+            adapter_preset=chosen["preset"],
+            learning_rate=chosen["learning_rate"],
+            num_epochs=2,
+            checkpoint_every=0,
+        )
+    )
+    for name in ("adapter", "best_adapter"):
+        ours = load_file(finalists_run.output_dir / name / "adapter_model.safetensors")
+        theirs = load_file(alone.output_dir / name / "adapter_model.safetensors")
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert finalists_run.report["best"] == alone.report["best"]
+    # only the chosen run's checkpoint outlives the search
+    kept = {p.parent.parent.name for p in (finalists_run.output_dir / "preset_search").glob("*/checkpoints/*")}
+    assert kept == {f"{chosen['preset']}_lr3e-03"}
 
 
 def test_auto_finalists_that_do_not_fit_the_budget_are_skipped(workspace):
