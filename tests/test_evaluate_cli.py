@@ -67,6 +67,8 @@ def test_verification_with_four_column_scores(tiny_folder, assets, tmp_path):
         (["--protocol", "{tmp}/gone.csv"], "Protocol"),
         (["--protocol", "{tmp}/missing.csv"], "2 of 3 protocol images are missing"),
         (["--protocol", "{tmp}/pairs.csv", "--adapter", "{tmp}/no_adapter"], "adapter"),
+        # what the `full` preset (which `--preset auto` may choose) saves in adapter/: a whole model
+        (["--protocol", "{tmp}/pairs.csv", "--adapter", "{model}"], "is a whole fine-tuned model"),
         (["--protocol", "{tmp}/climbing.csv"], "2 of 3 protocol paths are not inside the root folder"),
     ],
 )
@@ -87,7 +89,7 @@ def test_evaluate_errors(tiny_folder, assets, tmp_path, capsys, extra, message):
         "--report",
         str(tmp_path / "r.json"),
     ]
-    code = main(argv + [a.replace("{tmp}", str(tmp_path)) for a in extra])
+    code = main(argv + [a.replace("{tmp}", str(tmp_path)).replace("{model}", str(tiny_folder)) for a in extra])
     err = capsys.readouterr().err
     assert code == 1 and message in err and "Traceback" not in err
     assert not (tmp_path / "r.json").exists()

@@ -519,7 +519,11 @@ def test_offline_error_is_a_hub_error(tiny):
         (["push", REPO, "--model", "{base}", "--adapter", "{adapter}"], "must name its base model's repository"),
         (["push", REPO, "--model", "{base}", "--merge"], "Merging needs an adapter folder"),
         (["push", REPO, "--model", "{other_base}", "--adapter", "{adapter}", "--base-repo", REPO], "trained on"),
-        (["push", REPO, "--model", "{base}", "--adapter", "{base}", "--base-repo", REPO], "not an adapter folder"),
+        (
+            ["push", REPO, "--model", "{base}", "--adapter", "{base}", "--base-repo", REPO],
+            "is a whole fine-tuned model",
+        ),
+        (["push", REPO, "--model", "{base}", "--adapter", "{tmp}", "--base-repo", REPO], "not an adapter folder"),
         (["push", REPO, "--model", "{base}", "--report", "{tmp}/none.json"], "does not exist"),
         (["push", REPO, "--model", "{xs_base}", "--report", "{report}"], "evaluates EdgeFace variant 'xxs'"),
         (["push", "org/demo", "--space", "{tmp}"], "needs the model repository"),

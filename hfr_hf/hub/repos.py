@@ -93,6 +93,13 @@ def _adapter_files(adapter_dir: Path) -> None:
     if not adapter_dir.is_dir():
         raise PublishError(f"Adapter folder {adapter_dir} does not exist.")
     missing = [name for name in ADAPTER_FILES if not (adapter_dir / name).is_file()]
+    if (
+        missing and (adapter_dir / "config.json").is_file()
+    ):  # the `full` preset's output (`--preset auto` may choose it)
+        raise PublishError(
+            f"{adapter_dir} is a whole fine-tuned model (the `full` preset), not an adapter: publish it with --model "
+            "and no --adapter."
+        )
     if missing:
         raise PublishError(
             f"{adapter_dir} is not an adapter folder: {', '.join(missing)} missing. Save the adapter with "
