@@ -821,7 +821,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="best candidates continued to --epochs and chosen on that (3; below 2: none)",
     )
     search.add_argument(
-        "--auto-presets", metavar="P1,P2,...", help="presets the search tries (default: every preset but full)"
+        "--auto-presets", metavar="P1,P2,...", help="presets the search tries (default: every preset, full included)"
     )
     real = experiment.add_argument_group(
         "unpaired real thermal faces in training (with --thermal, its PUJ train people by default)"

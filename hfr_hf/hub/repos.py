@@ -93,9 +93,8 @@ def _adapter_files(adapter_dir: Path) -> None:
     if not adapter_dir.is_dir():
         raise PublishError(f"Adapter folder {adapter_dir} does not exist.")
     missing = [name for name in ADAPTER_FILES if not (adapter_dir / name).is_file()]
-    if (
-        missing and (adapter_dir / "config.json").is_file()
-    ):  # the `full` preset's output (`--preset auto` may choose it)
+    # a whole model is what the `full` preset saves in adapter/ (and `--preset auto` may choose it)
+    if missing and (adapter_dir / "config.json").is_file():
         raise PublishError(
             f"{adapter_dir} is a whole fine-tuned model (the `full` preset), not an adapter: publish it with --model "
             "and no --adapter."
