@@ -61,6 +61,7 @@ __all__ = [
     "adapted_modules",
     "add_adapter",
     "base_fingerprint",
+    "check_adapter_folder",
     "load_adapter",
     "merge_adapter",
     "parameter_report",
@@ -376,6 +377,20 @@ def save_adapter(model: PeftModel, save_directory: str | os.PathLike, adapter_na
     return save_directory
 
 
+def check_adapter_folder(path: str | os.PathLike, as_model: str = "give it as the model instead") -> Path:
+    """`path` when it holds an adapter (adapter_config.json); otherwise a ValueError in one sentence. A whole
+    fine-tuned model (what the `full` preset saves in adapter/, and `--preset auto` may choose) is named as such,
+    `as_model` saying what to do with it where the caller is."""
+    path = Path(path)
+    if (path / "adapter_config.json").is_file():
+        return path
+    if (path / "config.json").is_file():
+        raise ValueError(f"{path} is a whole fine-tuned model (the `full` preset), not an adapter: {as_model}.")
+    raise ValueError(
+        f"{path} holds no adapter_config.json; pass the folder that save_adapter (or PEFT's save_pretrained) wrote."
+    )
+
+
 def _check_base(model: nn.Module, adapter_path: Path) -> None:
     record_path = adapter_path / ADAPTER_RECORD_NAME
     if not record_path.is_file():
@@ -417,12 +432,7 @@ def load_adapter(
 
     Raises `ValueError` when the adapter's recorded base fingerprint differs from this model's.
     """
-    adapter_path = Path(adapter_path)
-    if not (adapter_path / "adapter_config.json").is_file():
-        raise ValueError(
-            f"{adapter_path} holds no adapter_config.json; pass the folder that save_adapter (or PEFT's "
-            "save_pretrained) wrote."
-        )
+    adapter_path = check_adapter_folder(adapter_path)
     _check_base(model, adapter_path)
     with _quiet_peft():
         if isinstance(model, PeftModel):

@@ -271,12 +271,9 @@ def _load_adapter(model, adapter: str):
         from peft import PeftModel
     except ImportError:
         raise ValueError("--adapter needs PEFT; install it with `pip install hfr-hf[train]`.") from None
-    if not (Path(adapter) / "adapter_config.json").is_file():
-        if (Path(adapter) / "config.json").is_file():  # what the `full` preset saves, and `--preset auto` may choose
-            raise ValueError(
-                f"{adapter} is a whole fine-tuned model (the `full` preset), not an adapter: give it as the model."
-            )
-        raise FileNotFoundError(f"{adapter} is not an adapter folder (no adapter_config.json).")
+    from .adapters import check_adapter_folder
+
+    check_adapter_folder(adapter, as_model="give it as the model")
     return PeftModel.from_pretrained(model, adapter).eval()
 
 

@@ -76,10 +76,15 @@ def load_export_model(
     base (the fingerprint check of `hfr_hf.adapters.load_adapter`).
     """
     path = Path(model)
-    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-        raise OnnxExportError(
-            f"{adapter} holds no adapter_config.json; pass the folder that save_adapter (or PEFT's save_pretrained) wrote."
-        )
+    if adapter is not None:  # checked before the model loads: a wrong folder fails at once
+        try:
+            from .adapters import ADAPTER_RECORD_NAME, check_adapter_folder, load_adapter, merge_adapter
+        except ImportError:
+            raise OnnxExportError("--adapter needs PEFT; install it with `pip install hfr-hf[train]`.") from None
+        try:
+            check_adapter_folder(adapter, as_model="export it as the model, without --adapter")
+        except ValueError as error:
+            raise OnnxExportError(str(error)) from None
     if path.exists():
         config_path = path / "config.json"
         if not config_path.is_file():
@@ -92,10 +97,6 @@ def load_export_model(
     base, processor = load_model(model)  # a bare model folder gets EdgeFace's standard preprocessing
     if adapter is None:
         return base, processor, None
-    try:
-        from .adapters import ADAPTER_RECORD_NAME, load_adapter, merge_adapter
-    except ImportError:
-        raise OnnxExportError("--adapter needs PEFT; install it with `pip install hfr-hf[train]`.") from None
     adapter = Path(adapter)
     try:
         merged = merge_adapter(load_adapter(base, adapter))

@@ -18,6 +18,7 @@ from hfr_hf.adapters import (
     adapter_target_modules,
     add_adapter,
     base_fingerprint,
+    check_adapter_folder,
     load_adapter,
     merge_adapter,
     parameter_report,
@@ -320,3 +321,16 @@ def test_real_xxs_merge_and_round_trip(xxs_folder, assets, tmp_path):
     assert sum(p.numel() for p in merged.parameters()) == 1_244_744
     with torch.no_grad():
         torch.testing.assert_close(merged(pixels).embeddings, unmerged, atol=1e-5, rtol=0)
+
+
+def test_only_an_adapter_folder_passes_as_an_adapter_and_a_whole_model_is_named(tiny_config, tmp_path):
+    adapter = save_adapter(add_adapter(tiny_model(tiny_config), "ln_stem"), tmp_path / "adapter")
+    assert check_adapter_folder(adapter) == adapter
+    whole = tmp_path / "whole"
+    tiny_model(tiny_config).save_pretrained(whole)  # what the `full` preset saves in adapter/
+    with pytest.raises(ValueError, match="is a whole fine-tuned model .*: publish it with --model"):
+        check_adapter_folder(whole, as_model="publish it with --model")
+    with pytest.raises(ValueError, match="holds no adapter_config.json"):
+        load_adapter(tiny_model(tiny_config), tmp_path)
+    with pytest.raises(ValueError, match="is a whole fine-tuned model"):
+        load_adapter(tiny_model(tiny_config), whole)

@@ -233,6 +233,7 @@ def test_cli_exports_and_embeds_with_the_onnx_file(tiny_folder, assets, tmp_path
         (["export-onnx", "{tiny}", "--output", "{tmp}/m.pt"], "must be an .onnx file"),
         (["export-onnx", "{tiny}", "--output", "{tmp}/m.onnx", "--opset", "17"], "supports opset 18 and later"),
         (["export-onnx", "{tiny}", "--adapter", "{tmp}", "--output", "{tmp}/m.onnx"], "holds no adapter_config.json"),
+        (["export-onnx", "{tiny}", "--adapter", "{tiny}", "--output", "{tmp}/m.onnx"], "is a whole fine-tuned model"),
         (["embed", "{tmp}", "--model", "{tmp}/missing.onnx", "--output", "{tmp}/e.npz"], "does not exist"),
         (["quantize", "{tiny}", "--output", "{tmp}/q.onnx"], "takes an .onnx file"),
     ],

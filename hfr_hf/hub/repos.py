@@ -92,13 +92,13 @@ def check_model_folder(model_dir: str | os.PathLike):
 def _adapter_files(adapter_dir: Path) -> None:
     if not adapter_dir.is_dir():
         raise PublishError(f"Adapter folder {adapter_dir} does not exist.")
+    from ..adapters import check_adapter_folder
+
+    try:
+        check_adapter_folder(adapter_dir, as_model="publish it with --model and no --adapter")
+    except ValueError as error:
+        raise PublishError(str(error)) from None
     missing = [name for name in ADAPTER_FILES if not (adapter_dir / name).is_file()]
-    # a whole model is what the `full` preset saves in adapter/ (and `--preset auto` may choose it)
-    if missing and (adapter_dir / "config.json").is_file():
-        raise PublishError(
-            f"{adapter_dir} is a whole fine-tuned model (the `full` preset), not an adapter: publish it with --model "
-            "and no --adapter."
-        )
     if missing:
         raise PublishError(
             f"{adapter_dir} is not an adapter folder: {', '.join(missing)} missing. Save the adapter with "
