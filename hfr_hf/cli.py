@@ -74,6 +74,8 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
         "epochs": args.epochs,
         "seed": args.seed,
         "networks": tuple(args.networks) if args.networks else None,
+        "init_detector": args.init,
+        "learning_rate": args.learning_rate,
         "exclude": tuple(args.exclude),
         "negative_photos": tuple(args.negatives),
         "landmark_weight": args.landmark_weight,
@@ -969,7 +971,17 @@ def build_parser() -> argparse.ArgumentParser:
     train_detector.add_argument("--renders-per-image", type=int, help="scenes rendered from each photo")
     train_detector.add_argument("--negative-scenes", type=int, help="face-free scenes among the renders")
     train_detector.add_argument("--epochs", type=int, help="passes over the samples, per network")
-    train_detector.add_argument("--networks", nargs="+", choices=["pnet", "rnet", "onet"], help="networks to tune")
+    train_detector.add_argument(
+        "--networks",
+        nargs="+",
+        choices=["pnet", "rnet", "onet", "lnet"],
+        help="networks to tune (default pnet rnet onet); lnet alone, with --init: the landmark network of thermal "
+        "faces, trained from that detector's O-Net on white-hot renders",
+    )
+    train_detector.add_argument(
+        "--init", metavar="DETECTOR", help="detector whose networks and settings training starts from and keeps"
+    )
+    train_detector.add_argument("--learning-rate", type=float, help="peak learning rate (default 1e-3)")
     train_detector.add_argument("--seed", type=int, help="seed of the renders and of training")
     train_detector.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     train_detector.set_defaults(func=cmd_train_detector)

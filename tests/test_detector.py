@@ -8,6 +8,8 @@ reduced detector in the session and pins what that one reaches.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -16,7 +18,13 @@ import torch
 from PIL import Image
 
 from hfr_hf.alignment import MTCNN, AlignmentError, FaceAligner
-from hfr_hf.alignment.detector import guess_spectrum, load_detector, resolve_detector_folder, save_detector
+from hfr_hf.alignment.detector import (
+    guess_spectrum,
+    load_detector,
+    resolve_detector_folder,
+    save_detector,
+    white_hot_view,
+)
 from hfr_hf.alignment.detector_training import (
     DetectorTrainingConfig,
     SceneSampler,
@@ -257,8 +265,96 @@ def test_detector_card_names_the_real_thermal_data_and_its_terms():
     assert "GPL-3.0" in card and "Rodríguez Pulecio" in card
 
 
-def test_push_detector_refuses_internal_photos(tmp_path, capsys):
-    save_detector(MTCNN(), tmp_path / "det", {"networks": ["onet"], "training_data": {"folders": ["/x/deepface"]}})
+@pytest.mark.parametrize("where", ["training", "further training"])
+def test_push_detector_refuses_internal_photos(tmp_path, capsys, where):
+    internal = {"training_data": {"folders": ["/x/deepface"]}}
+    config = {"networks": ["onet"], **internal}
+    if where == "further training":  # a landmark network trained on them, on a publishable detector
+        config = {
+            "networks": ["onet", "lnet"],
+            "training_data": {"folders": ["/x/att"]},
+            "further_training": [internal],
+        }
+    detector = MTCNN()
+    detector.lnet = copy.deepcopy(detector.onet)
+    save_detector(detector, tmp_path / "det", config)
     assert main(["push", "someone/d", "--detector", str(tmp_path / "det"), "--dry-run", str(tmp_path / "dry")]) == 1
     assert "internal tests only" in capsys.readouterr().err
     assert not (tmp_path / "dry").exists()
+
+
+def test_detector_card_says_where_thermal_landmarks_come_from():
+    from hfr_hf.hub.detector import detector_card
+
+    config = {"networks": ["onet"], "training_data": {"folders": ["/x/faces/att"]}}
+    assert "landmark network" not in detector_card(config, None, "someone/d")
+    further = {"training_data": {"folders": ["/x/faces/yale"]}}
+    card = detector_card({**config, "networks": ["onet", "lnet"], "further_training": [further]}, None, "someone/d")
+    assert "landmark network" in card and "white-hot view" in card and "Yale" in card
+
+
+def _warm_face_scene(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A grey white-hot frame: a warm oval (the face) on a cooler, noisy background; and the oval's box."""
+    rng = np.random.default_rng(seed)
+    grey = np.clip(rng.normal(70, 12, (120, 160)), 0, 255)
+    yy, xx = np.mgrid[0:120, 0:160]
+    grey[((xx - 80) / 28) ** 2 + ((yy - 60) / 36) ** 2 <= 1] = 200
+    return grey.astype(np.uint8), np.array([52.0, 24.0, 108.0, 96.0])
+
+
+@pytest.mark.parametrize("palette", ["white_hot", "black_hot", "iron", "inferno"])
+def test_white_hot_view_undoes_palettes_and_black_hot(palette):
+    grey, box = _warm_face_scene()
+    view = white_hot_view(apply_palette(grey, palette), box)
+    assert view.shape == (120, 160, 3) and np.array_equal(view[..., 0], grey)  # the temperatures, hot = bright
+
+
+def test_white_hot_view_refuses_a_colour_photo(assets):
+    photo = np.asarray(Image.open(assets / "faces/deepface/img1.jpg").convert("RGB"))
+    assert white_hot_view(photo, np.array([0.0, 0.0, 50.0, 50.0])) is None
+
+
+@pytest.mark.parametrize("mirror_average", [False, True])
+def test_landmarks_at_reads_what_o_net_read(assets, mirror_average):
+    detector = MTCNN(mirror_average=mirror_average)
+    photo = np.asarray(Image.open(assets / "faces/deepface/img1.jpg").convert("RGB"))
+    found = detector.detect(photo)[0]
+    assert len(found) and found.windows.shape == (len(found), 4)
+    again = detector.landmarks_at(photo, found.windows, detector.onet)
+    np.testing.assert_allclose(again, found.landmarks, atol=1e-3)
+
+
+def test_landmark_network_reads_thermal_faces_in_white_hot(assets, tmp_path):
+    detector = MTCNN()
+    detector.lnet = copy.deepcopy(detector.onet)
+    with torch.no_grad():
+        detector.lnet.fc6_2.bias.add_(0.05)  # every landmark 5 % of its window right and down
+    save_detector(detector, tmp_path / "det", {"networks": ["onet", "lnet"]})
+    torch.testing.assert_close(load_detector(tmp_path / "det").lnet.fc6_2.bias, detector.lnet.fc6_2.bias)
+    assert load_detector(_saved_without_lnet(tmp_path)).lnet is None
+    white = np.asarray(Image.open(assets / "faces/att/s1/1.pgm").convert("RGB"))  # face brighter than around it
+    thermal = FaceAligner(spectrum="thermal", detector_weights=tmp_path / "det")
+    nir = FaceAligner(spectrum="nir", detector_weights=tmp_path / "det")  # NIR: O-Net's landmarks
+    face, plain = thermal.align(white)[0], nir.align(white)[0]
+    np.testing.assert_allclose(face.box, plain.box)  # boxes and scores stay O-Net's
+    windows = thermal.cross_detector.detect(white)[0].windows
+    np.testing.assert_allclose(face.landmarks, thermal.cross_detector.landmarks_at(white, windows)[0], atol=1e-4)
+    side = windows[0, 2] - windows[0, 0] + 1  # the same crops as O-Net's, read by the shifted network
+    np.testing.assert_allclose(face.landmarks - plain.landmarks, 0.05 * side, atol=0.05)
+
+
+def _saved_without_lnet(tmp_path):
+    return save_detector(MTCNN(), tmp_path / "plain", {"networks": ["onet"]})
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"networks": ("lnet",)}, "from a trained detector's O-Net"),
+        ({"networks": ("onet", "lnet"), "init_detector": "somewhere"}, "trained alone"),
+    ],
+)
+def test_landmark_network_training_needs_a_detector_to_start_from(changes, message, tmp_path):
+    config = dataclasses.replace(DetectorTrainingConfig(), **changes)
+    with pytest.raises(ValueError, match=message):
+        train_detector([tmp_path], tmp_path / "det", config, progress=False)

@@ -523,7 +523,10 @@ def test_offline_error_is_a_hub_error(tiny):
             ["push", REPO, "--model", "{base}", "--adapter", "{base}", "--base-repo", REPO],
             "is a whole fine-tuned model",
         ),
-        (["push", REPO, "--model", "{base}", "--adapter", "{tmp}", "--base-repo", REPO], "holds no adapter_config.json"),
+        (
+            ["push", REPO, "--model", "{base}", "--adapter", "{tmp}", "--base-repo", REPO],
+            "holds no adapter_config.json",
+        ),
         (["push", REPO, "--model", "{base}", "--report", "{tmp}/none.json"], "does not exist"),
         (["push", REPO, "--model", "{xs_base}", "--report", "{report}"], "evaluates EdgeFace variant 'xxs'"),
         (["push", "org/demo", "--space", "{tmp}"], "needs the model repository"),

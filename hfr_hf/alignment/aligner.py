@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from ..edgeface_preprocessing import EdgeFacePreprocessor
-from .detector import SPECTRA, detector_face_check_threshold, guess_spectrum, load_detector
+from .detector import SPECTRA, detector_face_check_threshold, guess_spectrum, load_detector, white_hot_view
 from .mtcnn import MTCNN, FaceDetections
 from .quality import MIN_EYE_DISTANCE, AlignmentError, check_coverage, check_crop, check_landmarks, check_layout
 
@@ -161,7 +161,10 @@ class FaceAligner:
         if self.spectrum == "visible":
             return self.detector.detect(rgbs), ["visible"] * len(rgbs)
         if self.spectrum in ("nir", "thermal"):
-            return self.cross_detector.detect(rgbs), [self.spectrum] * len(rgbs)
+            results = self.cross_detector.detect(rgbs)
+            if self.spectrum == "thermal":
+                self._read_thermal_landmarks(rgbs, results, range(len(rgbs)))
+            return results, [self.spectrum] * len(rgbs)
         kinds = [guess_spectrum(rgb) for rgb in rgbs]
         results: list = [None] * len(rgbs)
         spectra = list(kinds)
@@ -178,7 +181,30 @@ class FaceAligner:
             if kinds[i] == "thermal" or len(found) or not len(results[i]):
                 results[i] = found
                 spectra[i] = "thermal" if kinds[i] == "thermal" else "nir/thermal"
+        self._read_thermal_landmarks(rgbs, results, [i for i, kind in enumerate(kinds) if kind == "thermal"])
         return results, ["visible" if s == "grey" else s for s in spectra]
+
+    def _read_thermal_landmarks(self, rgbs: list[np.ndarray], results: list[FaceDetections], indices) -> None:
+        """Where the cross-spectral detector has a landmark network (`MTCNN.lnet`, trained on white-hot thermal
+        only), the landmarks of the faces in thermal images are its, read at O-Net's windows in a white-hot view
+        of the image (`white_hot_view`: false colour mapped back to grey, black-hot inverted). Boxes and scores
+        stay O-Net's. Not for `nir`, nor for grey images under `auto`, which may be NIR."""
+        detector = self.cross_detector
+        if detector.lnet is None:
+            return
+        for i in indices:
+            found = results[i]
+            if not len(found):
+                continue
+            box = found.boxes[0]
+            # what the network reads (the windows) and the ring the polarity is judged on: the view's only work
+            ring = np.tile((box[:2] + box[2:]) / 2, 2) + np.tile(0.8 * (box[2:] - box[:2]), 2) * [-1, -1, 1, 1]
+            spans = np.vstack([found.windows, ring])
+            margin = 4 + 0.1 * (spans[:, 2] - spans[:, 0]).max()  # halvings average a few pixels beyond a window
+            region = np.concatenate([spans[:, :2].min(0) - margin, spans[:, 2:].max(0) + margin])
+            view = white_hot_view(rgbs[i], box, region)
+            if view is not None:
+                found.landmarks = detector.landmarks_at(view, found.windows)
 
     def to_rgb(self, image: Any) -> np.ndarray:
         """Any supported image (path, PIL, numpy, torch; grey, 16-bit, float) as (H, W, 3) uint8 RGB."""

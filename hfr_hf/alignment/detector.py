@@ -10,11 +10,13 @@ apart from their colour statistics, for `FaceAligner(spectrum="auto")`.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -27,6 +29,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "guess_spectrum",
     "load_detector",
+    "white_hot_view",
     "resolve_detector_folder",
     "save_detector",
 ]
@@ -35,7 +38,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 DETECTOR_TYPE = "hfr-hf-cross-spectral-mtcnn"
 SPECTRA = ("visible", "nir", "thermal", "auto")
-NETWORKS = ("pnet", "rnet", "onet")
+NETWORKS = ("pnet", "rnet", "onet", "lnet")  # lnet: the landmark network of thermal faces (optional)
 
 
 def save_detector(detector: MTCNN, folder: str | os.PathLike, config: dict[str, Any]) -> Path:
@@ -109,6 +112,10 @@ def load_detector(weights: str | os.PathLike, device: str | torch.device = "cpu"
         settings["thresholds"] = tuple(settings["thresholds"])
     detector = MTCNN(device=device, **settings)
     state = load_file(str(folder / WEIGHTS_NAME))
+    if "lnet" in config.get("networks", []):
+        from .mtcnn import ONet
+
+        detector.lnet = ONet()
     for name in config.get("networks", []):
         part = {key[len(name) + 1 :]: value for key, value in state.items() if key.startswith(name + ".")}
         getattr(detector, name).load_state_dict(part)
@@ -132,10 +139,61 @@ def detector_face_check_threshold(detector: MTCNN) -> float:
 # ------------------------------------------------------------------------------------------------ spectrum
 
 
+_PALETTE_DISTANCE = 12.0  # median distance to a palette's curve under which colours are that palette's
+
+
 def _false_colour_luts() -> list[np.ndarray]:
     from ..data.renderers import PALETTES  # imported late: data imports alignment
 
     return [PALETTES[name].astype(np.float32) for name in ("iron", "inferno")]
+
+
+def _palette_entries(pixels: np.ndarray, lut: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each of (N, 3) float32 pixels' nearest entry of a (256, 3) palette, and its distance (in chunks: a JPEG
+    of a false-colour image has tens of thousands of colours)."""
+    entries, distances = [], []
+    for start in range(0, len(pixels), 4096):
+        chunk = pixels[start : start + 4096]
+        # channel by channel, not a matrix product: BLAS threads left spinning would slow torch's next pass
+        squared = sum((chunk[:, c, None] - lut[None, :, c]) ** 2 for c in range(3))
+        entries.append(squared.argmin(1))
+        distances.append(np.sqrt(squared.min(1)))
+    return np.concatenate(entries).astype(np.uint8), np.concatenate(distances)
+
+
+def _palette_distance(pixels: np.ndarray) -> tuple[int, float]:
+    """Which false-colour palette (index into `_false_colour_luts()`) (N, 3) float32 pixels lie closest to, and
+    their median distance to its curve."""
+    distances = [float(np.median(_palette_entries(pixels, lut)[1])) for lut in _false_colour_luts()]
+    return int(np.argmin(distances)), min(distances)
+
+
+def _nearest_palette(pixels: np.ndarray) -> int | None:
+    """The false-colour palette (index) that explains (N, 3) float32 pixels, None when none does."""
+    index, distance = _palette_distance(pixels)
+    return index if distance < _PALETTE_DISTANCE else None
+
+
+@functools.lru_cache(maxsize=4)
+def _quantised_levels(index: int) -> np.ndarray:
+    """(64, 64, 64) uint8: the entry of palette `index` nearest to each colour at 6 bits per channel (cell
+    centres), for colours off the palette's curve (compression, resizing); built once (about a second)."""
+    centres = (np.arange(64, dtype=np.float32) * 4 + 1.5)[np.indices((64, 64, 64)).reshape(3, -1)].T
+    return _palette_entries(np.ascontiguousarray(centres), _false_colour_luts()[index])[0].reshape(64, 64, 64)
+
+
+def _palette_levels(rgb: np.ndarray, index: int) -> np.ndarray:
+    """The (H, W) uint8 grey levels of an (H, W, 3) false-colour image: each pixel's entry of palette `index`,
+    exact for the palette's own colours, the nearest at 6 bits per channel for the others."""
+    pack = lambda c: (c[..., 0].astype(np.int32) << 16) | (c[..., 1].astype(np.int32) << 8) | c[..., 2]  # noqa: E731
+    codes, palette = pack(rgb).ravel(), pack(_false_colour_luts()[index].astype(np.int32))
+    order = np.argsort(palette, kind="stable")
+    levels = order[np.minimum(np.searchsorted(palette[order], codes), 255)].astype(np.uint8)
+    other = palette[levels] != codes
+    if other.any():
+        off = rgb.reshape(-1, 3)[other] >> 2
+        levels[other] = _quantised_levels(index)[off[:, 0], off[:, 1], off[:, 2]]
+    return levels.reshape(rgb.shape[:2])
 
 
 def guess_spectrum(rgb: np.ndarray) -> str:
@@ -151,8 +209,57 @@ def guess_spectrum(rgb: np.ndarray) -> str:
     chroma = np.abs(pixels[:, 0] - pixels[:, 1]) + np.abs(pixels[:, 1] - pixels[:, 2])
     if float(chroma.mean()) < 3.0:
         return "grey"
-    for lut in _false_colour_luts():
-        distance = np.sqrt(((pixels[:, None, :] - lut[None, :, :]) ** 2).sum(-1)).min(1)
-        if float(np.median(distance)) < 12.0:
-            return "thermal"
-    return "visible"
+    return "thermal" if _nearest_palette(pixels) is not None else "visible"
+
+
+def white_hot_view(rgb: np.ndarray, box: np.ndarray, region: np.ndarray | None = None) -> np.ndarray | None:
+    """A thermal (H, W, 3) uint8 RGB image as white-hot grey (hot = bright), the one rendering the landmark
+    network (`MTCNN.lnet`) reads; None for a colour image that no false-colour palette explains.
+
+    A false-colour image (iron, inferno) goes back through its palette to the grey levels that made it. A grey
+    image is inverted when it is black-hot, judged at the face `box` (x1, y1, x2, y2): in LWIR the face is
+    warmer than what surrounds it (hair, background), so black-hot shows its centre darker than a ring around
+    the box (measured on held-out renders: 244 of 245 white-hot and 91 of 91 black-hot faces told apart; all
+    426 real PUJ images taken as white-hot). `region` (x1, y1, x2, y2) limits the work to that part of the
+    image (what the landmark network reads, and the ring); the rest of the view is black."""
+    rgb = np.asarray(rgb)
+    box = np.asarray(box, np.float64)
+    left, top, right, bottom = 0, 0, rgb.shape[1], rgb.shape[0]
+    if region is not None:
+        left, top = max(0, int(np.floor(region[0]))), max(0, int(np.floor(region[1])))
+        right, bottom = min(right, int(np.ceil(region[2])) + 1), min(bottom, int(np.ceil(region[3])) + 1)
+    part = np.ascontiguousarray(rgb[top:bottom, left:right])
+    if part.size == 0:
+        return None
+    sample = part.reshape(-1, 3)[:: max(1, part.shape[0] * part.shape[1] // 1024)].astype(np.int32)
+    if np.abs(sample[:, 0] - sample[:, 1]).mean() + np.abs(sample[:, 1] - sample[:, 2]).mean() < 3.0:
+        grey = cv2.cvtColor(part, cv2.COLOR_RGB2GRAY)
+        if not _looks_white_hot(grey, box - [left, top, left, top]):
+            grey = 255 - grey
+    else:
+        index = _nearest_palette(sample.astype(np.float32))
+        if index is None:
+            return None
+        grey = _palette_levels(part, index)
+    view = np.zeros_like(rgb)
+    view[top:bottom, left:right] = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
+    return view
+
+
+def _looks_white_hot(grey: np.ndarray, box: np.ndarray) -> bool:
+    """Whether the centre of the face `box` (its middle 60 %) is at least as bright as a ring of 1.05-1.6 box
+    half-sides around it (the whole image where that ring falls outside it)."""
+    x1, y1, x2, y2 = box[:4]
+    cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, max((x2 - x1) / 2, 1.0), max((y2 - y1) / 2, 1.0)
+    height, width = grey.shape
+    left, right = int(max(0, cx - 1.6 * hw)), int(min(width, cx + 1.6 * hw + 1))
+    top, bottom = int(max(0, cy - 1.6 * hh)), int(min(height, cy + 1.6 * hh + 1))
+    window = grey[top:bottom:2, left:right:2]  # every other pixel: medians need no more
+    ys, xs = np.mgrid[top:bottom:2, left:right:2]
+    reach = np.maximum(np.abs(xs - cx) / hw, np.abs(ys - cy) / hh)
+    centre = window[reach <= 0.6]
+    ring = window[(reach > 1.05) & (reach < 1.6)]
+    if not len(centre):
+        return True
+    around = ring if len(ring) else grey.astype(np.float32).ravel()
+    return bool(np.median(centre) >= np.median(around))

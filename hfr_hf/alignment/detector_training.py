@@ -23,6 +23,7 @@ weights with the three MTCNN losses (face / not face, box offsets, landmarks).
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import json
 import math
@@ -39,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from .aligner import ARCFACE_TEMPLATE, similarity_transform
-from .detector import save_detector
+from .detector import NETWORKS, load_detector, save_detector
 from .mtcnn import MTCNN
 from .quality import TRAINED_FACE_CHECK
 
@@ -58,7 +59,7 @@ __all__ = [
 
 # Files never taken for images; anything else is tried (Yale's GIFs are named subject01.happy)
 NOT_IMAGES = {".csv", ".txt", ".md", ".json", ".py", ".zip", ".gz", ".tar", ".npz", ".npy", ".safetensors", ".pt"}
-_SIZES = {"pnet": 12, "rnet": 24, "onet": 48}
+_SIZES = {"pnet": 12, "rnet": 24, "onet": 48, "lnet": 48}
 _SWAP = [1, 0, 2, 4, 3]  # landmark order after a horizontal flip (image-left stays first)
 _TEMPLATE_IOD = float(np.linalg.norm(ARCFACE_TEMPLATE[1] - ARCFACE_TEMPLATE[0]))
 
@@ -68,7 +69,18 @@ class DetectorTrainingConfig:
     """What `train_detector` does. Every field is written to the detector's config.json."""
 
     networks: tuple[str, ...] = field(
-        default=("pnet", "rnet", "onet"), metadata={"help": "MTCNN networks to fine-tune"}
+        default=("pnet", "rnet", "onet"),
+        metadata={
+            "help": "MTCNN networks to fine-tune; or lnet alone, the landmark network of thermal faces, trained "
+            "from init_detector's O-Net on white-hot thermal renders (the view FaceAligner gives it)"
+        },
+    )
+    init_detector: str | None = field(
+        default=None,
+        metadata={
+            "help": "detector (folder or Hub id) whose networks and inference settings training starts from and "
+            "keeps; lnet needs one"
+        },
     )
     renders_per_image: int = field(default=5, metadata={"help": "scenes rendered from each labelled photo"})
     samples_per_scene: tuple[int, int, int] = field(
@@ -122,7 +134,7 @@ class DetectorTrainingConfig:
     )
     epochs: int = field(default=3, metadata={"help": "passes over the samples, per network"})
     batch_size: int = 256
-    learning_rate: float = 1e-3
+    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate of the one-cycle schedule"})
     seed: int = 0
     thresholds: tuple[float, float, float] = field(
         default=(0.6, 0.7, 0.7), metadata={"help": "P-Net, R-Net, O-Net thresholds saved with the detector"}
@@ -361,12 +373,14 @@ def _sensor(scene_t: np.ndarray, rng: np.random.Generator, face_side: float, pal
     return apply_palette(grey, palette)
 
 
-def _real_thermal_frame(scene: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _real_thermal_frame(
+    scene: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, palette: str | None = None
+) -> np.ndarray:
     """A scene composed from a real (white-hot) thermal image, seen again by a random sensor: its grey levels taken
-    as temperatures, then pitch, blur, gain, noise, stripes and palette (`_sensor`)."""
+    as temperatures, then pitch, blur, gain, noise, stripes and palette (`_sensor`; random when None)."""
     temperature = cv2.cvtColor(scene, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
     face_side = float(np.linalg.norm(landmarks[1] - landmarks[0])) * 2.6
-    return _sensor(temperature, rng, face_side, _thermal_palette(rng))
+    return _sensor(temperature, rng, face_side, palette or _thermal_palette(rng))
 
 
 def label_real_thermal(root: str | os.PathLike, labeller: str | os.PathLike, progress: bool = False):
@@ -417,12 +431,18 @@ def labelled_renderer():
 
 
 def render_frame(
-    scene: np.ndarray, landmarks: np.ndarray | None, spectrum: str, rng: np.random.Generator, renderer=None
+    scene: np.ndarray,
+    landmarks: np.ndarray | None,
+    spectrum: str,
+    rng: np.random.Generator,
+    renderer=None,
+    palette: str | None = None,
 ) -> np.ndarray:
     """The (H, W, 3) uint8 `thermal`, `nir` or `visible` frame of a visible scene, pixel-registered with it.
 
     `landmarks` (5, 2) place the face (None for a face-free scene); `renderer` is a `ThermalRenderer`
-    (`labelled_renderer()` when None) for the face's temperature."""
+    (`labelled_renderer()` when None) for the face's temperature; `palette` the thermal palette (drawn at
+    random when None)."""
     height, width = scene.shape[:2]
     luminance = cv2.cvtColor(scene, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
     iod = float(np.linalg.norm(landmarks[1] - landmarks[0])) if landmarks is not None else 30.0
@@ -469,7 +489,7 @@ def render_frame(
             scene_t = scene_t * (1 - weight - head) + face_t * weight + head_t * head
         else:
             scene_t = background + (rng.uniform(0, 0.6) * _texture(rng, height, width) if rng.random() < 0.5 else 0)
-        return _sensor(scene_t.astype(np.float32), rng, face_side, _thermal_palette(rng))
+        return _sensor(scene_t.astype(np.float32), rng, face_side, palette or _thermal_palette(rng))
     if spectrum == "nir":
         rgb = scene.astype(np.float32) / 255.0
         nir = 0.6 * rgb[..., 0] + 0.3 * rgb[..., 1] + 0.1 * rgb[..., 2]
@@ -622,7 +642,7 @@ class SceneSampler:
 
 def _losses(name: str, net, crops, labels, offsets, points, landmark_weight: float = 1.0):
     """MTCNN's three losses on a batch: face/not-face (positives and negatives), box offsets (positives and
-    parts), landmarks (positives and parts, O-Net only)."""
+    parts), landmarks (positives and parts, O-Net and the landmark network only)."""
     x = (crops.float() - 127.5) / 128.0
     outputs = net(x)
     if name == "pnet":
@@ -635,7 +655,7 @@ def _losses(name: str, net, crops, labels, offsets, points, landmark_weight: flo
     reg = F.mse_loss(box[face], offsets[face]) if face.any() else prob.sum() * 0
     total = cls + 0.5 * reg
     parts = {"cls": float(cls.detach()), "box": float(reg.detach())}
-    if name == "onet":
+    if name in ("onet", "lnet"):
         lmk = F.mse_loss(outputs[1][face], points[face]) if face.any() else prob.sum() * 0
         total = total + landmark_weight * lmk
         parts["landmarks"] = float(lmk.detach())
@@ -697,10 +717,12 @@ def landmark_error(found: np.ndarray, expected: np.ndarray) -> float:
 def _render_samples(
     faces, sampler, config, rng, renders: int, negatives: int, progress: bool, desc: str, photos: Sequence = ()
 ):
-    """Render scenes and cut samples; returns per-size tensors and the spectra drawn."""
+    """Render scenes and cut samples; returns per-size tensors. Thermal frames are white-hot for the landmark
+    network (the view `FaceAligner` gives it), in a random palette otherwise."""
     from tqdm.auto import tqdm
 
     renderer = labelled_renderer()
+    palette = "white_hot" if "lnet" in config.networks else None
     spectra, weights = list(config.spectra), np.array(list(config.spectra.values()), np.float64)
     chunks: dict[int, list] = {size: [] for size in sampler.sizes}
     labels, offsets, points = [], [], []
@@ -713,9 +735,9 @@ def _render_samples(
         else:
             scene, box, points_ = compose_scene(face, rng, photos)
         if face is not None and face.spectrum == "thermal":
-            frame = _real_thermal_frame(scene, points_, rng)
+            frame = _real_thermal_frame(scene, points_, rng, palette)
         else:
-            frame = render_frame(scene, points_, spectrum, rng, renderer)
+            frame = render_frame(scene, points_, spectrum, rng, renderer, palette)
         crops, lab, off, pts = sampler(frame, box, points_, rng)
         for size in sampler.sizes:
             chunks[size].append(crops[size])
@@ -745,6 +767,11 @@ def train_detector(
     unknown = sorted(set(config.networks) - set(_SIZES))
     if unknown or not config.networks:
         raise ValueError(f"networks must be some of {', '.join(_SIZES)}, got {', '.join(config.networks) or 'none'}.")
+    if "lnet" in config.networks and (len(config.networks) > 1 or not config.init_detector):
+        raise ValueError(
+            "The landmark network lnet is trained alone and from a trained detector's O-Net: networks=('lnet',) "
+            "with init_detector=FOLDER (`hfr-hf train-detector --networks lnet --init FOLDER`)."
+        )
     output = Path(output)
     start = time.perf_counter()
     rng = np.random.default_rng(config.seed)
@@ -796,14 +823,20 @@ def train_detector(
         val_faces, sampler, config, rng, 2, max(10, config.negative_scenes // 10), progress, "rendering held-out scenes"
     )
     rendered = time.perf_counter()
-    detector = MTCNN(min_face_size=config.min_face_size, thresholds=config.thresholds)
+    if config.init_detector:  # its networks, thresholds and mirror averaging are kept
+        detector = load_detector(config.init_detector)
+    else:
+        detector = MTCNN(min_face_size=config.min_face_size, thresholds=config.thresholds)
+    if "lnet" in config.networks:
+        detector.lnet = copy.deepcopy(detector.onet)
     networks: dict[str, Any] = {}
     mined: dict[str, int] = {}
     bootstrapped = 0
     for name in config.networks:
         size = _SIZES[name]
         net = getattr(detector, name)
-        if name != "pnet" and config.mined_renders > 0 and not mined and "pnet" in config.networks:
+        tuned_pnet = "pnet" in config.networks or config.init_detector
+        if name != "pnet" and config.mined_renders > 0 and not mined and tuned_pnet:
             mined = _add_mined_samples(train, train_faces, detector, config, rng, progress, photos)
         if name == "onet" and config.bootstrap_scenes > 0:
             bootstrapped = _add_face_free_negatives(train, detector, config, rng, progress, photos)
@@ -816,8 +849,7 @@ def train_detector(
             "held_out_before": before,
             "held_out_after": after,
         }
-    saved = {**asdict(config), "networks": list(config.networks)}
-    saved["training_data"] = {
+    training_data = {
         "folders": [str(f) for f in folders],
         "photos_labelled": len(faces),
         "photos_skipped": len(skipped),
@@ -841,6 +873,13 @@ def train_detector(
             else "; no real thermal or NIR images"
         ),
     }
+    if config.init_detector:  # the starting detector's config, with what this training added
+        saved = dict(detector.config)
+        saved["networks"] = [n for n in NETWORKS if n in set(saved.get("networks", [])) | set(config.networks)]
+        further = {**asdict(config), "networks": list(config.networks), "training_data": training_data}
+        saved["further_training"] = [*saved.get("further_training", []), further]
+    else:
+        saved = {**asdict(config), "networks": list(config.networks), "training_data": training_data}
     save_detector(detector, output, saved)
     report = {
         "output": str(output),

@@ -290,6 +290,14 @@ def _average_mirrored(direct, mirrored, widths: np.ndarray):
     return (offsets + m_offsets) / 2, (points + m_points) / 2, (scores + m_scores) / 2
 
 
+def _decode_points(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """O-Net's landmarks, relative to its input boxes as x1..x5 then y1..y5, in pixels (K, 5, 2), as the
+    reference decodes them."""
+    w = boxes[:, 2:3] - boxes[:, 0:1] + 1
+    h = boxes[:, 3:4] - boxes[:, 1:2] + 1
+    return np.stack([w * points[:, :5] + boxes[:, 0:1] - 1, h * points[:, 5:] + boxes[:, 1:2] - 1], axis=2)
+
+
 def _regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Box regression as in the reference: offsets scaled by (side + 1)."""
     w = boxes[:, 2] - boxes[:, 0] + 1
@@ -308,18 +316,25 @@ class FaceDetections:
     scores: (K,) float32, O-Net face probability.
     landmarks: (K, 5, 2) float32 (x, y): left eye, right eye, nose tip, left mouth corner, right mouth corner,
         "left" meaning the left side of the image (the subject's right).
+    windows: (K, 4) float32, the square boxes O-Net read each face from (`MTCNN.landmarks_at` reads them again).
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     landmarks: np.ndarray
+    windows: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
 
     @classmethod
     def empty(cls) -> FaceDetections:
-        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32))
+        return cls(
+            np.zeros((0, 4), np.float32),
+            np.zeros((0,), np.float32),
+            np.zeros((0, 5, 2), np.float32),
+            np.zeros((0, 4), np.float32),
+        )
 
 
 @dataclass
@@ -390,6 +405,8 @@ class MTCNN(nn.Module):
         self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
         for name in ("pnet", "rnet", "onet"):
             getattr(self, name).load_state_dict(convert_keras_weights(name, load_mtcnn_weights(name)))
+        # a trained detector may add a landmark network: O-Net's shape, trained on white-hot thermal only
+        self.lnet: ONet | None = None
         self.eval()
         self.to(device)
 
@@ -556,25 +573,26 @@ class MTCNN(nn.Module):
         keep = _batched_nms(boxes, scores, images, self.nms_thresholds[1])
         return _square(boxes[keep]), images[keep]
 
+    def _output_answers(self, net: nn.Module, crops: torch.Tensor, boxes: np.ndarray) -> list[np.ndarray]:
+        """Box offsets, landmarks and scores of an O-Net-shaped `net` for 48×48 crops of `boxes`, each averaged
+        with its mirror image's when the detector mirror-averages."""
+        if not (self.mirror_average and len(crops)):
+            return self._run_chunked(net, crops, _ONET_CHUNK)
+        both = self._run_chunked(net, torch.cat([crops, crops.flip(3)]), _ONET_CHUNK)  # one pass for the two
+        answers, mirrored = [a[: len(crops)] for a in both], [a[len(crops) :] for a in both]
+        return list(_average_mirrored(answers, mirrored, boxes[:, 2] - boxes[:, 0] + 1))
+
     def _stage_three(self, prepared, boxes: np.ndarray, images: np.ndarray):
-        """O-Net on all candidates of all images at once: filter, landmarks, regress, NMS ('min' mode)."""
-        crops = self._crops(prepared, boxes, images, 48)
-        offsets, points, scores = self._run_chunked(self.onet, crops, _ONET_CHUNK)
-        if self.mirror_average and len(crops):
-            offsets, points, scores = _average_mirrored(
-                (offsets, points, scores),
-                self._run_chunked(self.onet, crops.flip(3), _ONET_CHUNK),
-                boxes[:, 2] - boxes[:, 0] + 1,
-            )
+        """O-Net on all candidates of all images at once: filter, landmarks, regress, NMS ('min' mode).
+        Returns the regressed boxes, scores, landmarks, image indices and the square boxes O-Net read."""
+        offsets, points, scores = self._output_answers(self.onet, self._crops(prepared, boxes, images, 48), boxes)
         keep = scores > self.thresholds[2]
         boxes, offsets, points, scores, images = boxes[keep], offsets[keep], points[keep], scores[keep], images[keep]
-        # Landmarks are relative to the O-Net input box, x1..x5 then y1..y5 (as the reference decodes them).
-        w = boxes[:, 2:3] - boxes[:, 0:1] + 1
-        h = boxes[:, 3:4] - boxes[:, 1:2] + 1
-        landmarks = np.stack([w * points[:, :5] + boxes[:, 0:1] - 1, h * points[:, 5:] + boxes[:, 1:2] - 1], axis=2)
+        landmarks = _decode_points(boxes, points)
+        windows = boxes
         boxes = _regress(boxes, offsets)
         keep = _batched_nms(boxes, scores, images, self.nms_thresholds[2], mode="min")
-        return boxes[keep], scores[keep], landmarks[keep], images[keep]
+        return boxes[keep], scores[keep], landmarks[keep], images[keep], windows[keep]
 
     # ---------------------------------------------------------------------------------------------- public
 
@@ -609,9 +627,9 @@ class MTCNN(nn.Module):
         boxes, owners = self._stage_one(prepared)
         if len(boxes):
             boxes, owners = self._stage_two(prepared, boxes, owners)
-        scores, landmarks = np.zeros(0), np.zeros((0, 5, 2))
+        scores, landmarks, windows = np.zeros(0), np.zeros((0, 5, 2)), np.zeros((0, 4))
         if len(boxes):
-            boxes, scores, landmarks, owners = self._stage_three(prepared, boxes, owners)
+            boxes, scores, landmarks, owners, windows = self._stage_three(prepared, boxes, owners)
         results = []
         for index, item in enumerate(prepared):
             mine = np.nonzero(owners == index)[0]
@@ -630,6 +648,25 @@ class MTCNN(nn.Module):
                     boxes=box.astype(np.float32),
                     scores=scores[mine].astype(np.float32),
                     landmarks=((landmarks[mine] + 0.5) / scale - 0.5).astype(np.float32),
+                    windows=((windows[mine].reshape(-1, 2, 2) + 0.5) / scale - 0.5).reshape(-1, 4).astype(np.float32),
                 )
             )
         return results
+
+    @torch.inference_mode()
+    def landmarks_at(self, image: np.ndarray, windows: np.ndarray, net: nn.Module | None = None) -> np.ndarray:
+        """(K, 5, 2) landmarks that `net` (an O-Net-shaped network; the landmark network `lnet` when None, else
+        O-Net) reads in one (H, W, 3) uint8 image at `windows` (K, 4), the square boxes of
+        `FaceDetections.windows` in input pixels: the same crops O-Net read, taken from another rendering of the
+        image (`FaceAligner` gives the landmark network a white-hot view of a thermal image)."""
+        image = self._validate(image)[0]
+        net = net or self.lnet or self.onet
+        windows = np.asarray(windows, np.float64).reshape(-1, 4)
+        if not len(windows):
+            return np.zeros((0, 5, 2), np.float32)
+        prepared = self._prepare(image)
+        scale = np.asarray(prepared.scale)
+        working = ((windows.reshape(-1, 2, 2) + 0.5) * scale - 0.5).reshape(-1, 4)
+        crops = self._crops([prepared], working, np.zeros(len(working), np.int64), 48)
+        points = self._output_answers(net, crops, working)[1]
+        return ((_decode_points(working, points) + 0.5) / scale - 0.5).astype(np.float32)

@@ -23,10 +23,16 @@ _DATA_TERMS = {
 }
 
 
+def _training_folders(config: dict) -> list[str]:
+    """The photo folders of a detector's training and of every training that continued it (`init_detector`)."""
+    trainings = [config, *config.get("further_training", [])]
+    return sorted({f for t in trainings for f in t.get("training_data", {}).get("folders", [])})
+
+
 def detector_card(config: dict, report: dict | None, repo_id: str) -> str:
     """README.md of a detector repository (front matter + what it is, how it was trained, on what, terms)."""
     data = config.get("training_data", {})
-    folders = data.get("folders", [])
+    folders = _training_folders(config)
     terms = [text for key, text in _DATA_TERMS.items() if any(Path(f).name == key for f in folders)]
     networks = ", ".join(config.get("networks", []))
     real = data.get("real_thermal")
@@ -49,6 +55,17 @@ def detector_card(config: dict, report: dict | None, repo_id: str) -> str:
         "Five-landmark face detector for thermal and NIR images: MTCNN's cascade (Zhang et al., 2016) with "
         f"{networks} fine-tuned by `hfr-hf train-detector` on pseudo-thermal and pseudo-NIR renders of visible "
         + trained_on,
+        *(
+            [
+                "",
+                "The landmarks of thermal faces come from a landmark network (O-Net's shape, trained from this "
+                "O-Net on white-hot renders only), which reads each face O-Net found in a white-hot view of the "
+                'image (false colour mapped back to grey, black-hot inverted); with `spectrum="nir"` O-Net\'s '
+                "landmarks are used.",
+            ]
+            if "lnet" in config.get("networks", [])
+            else []
+        ),
         "",
         "```python",
         "from hfr_hf.alignment import FaceAligner",
@@ -102,8 +119,7 @@ def build_detector_repo(detector_dir: str | os.PathLike, folder: str | os.PathLi
     Refuses a detector trained on photos whose terms forbid publishing derived weights (the deepface set)."""
     source = resolve_detector_folder(detector_dir)
     config = json.loads((source / CONFIG_NAME).read_text())
-    folders = config.get("training_data", {}).get("folders", [])
-    if any(Path(f).name == "deepface" for f in folders):
+    if any(Path(f).name == "deepface" for f in _training_folders(config)):
         raise PublishError(
             "This detector was trained on the deepface photos, which are for internal tests only; retrain it "
             "without them (leave faces/deepface out of `hfr-hf train-detector`) before publishing."
