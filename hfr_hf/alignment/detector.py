@@ -3,9 +3,10 @@ pseudo-thermal and pseudo-NIR renders of visible photos (`hfr_hf.alignment.detec
 
 The detector is a model, not code: a folder (or Hub repository) holding `config.json` (which networks were
 fine-tuned, the thresholds to use, what it was trained on) and `model.safetensors` (the fine-tuned networks'
-state dicts, keys `rnet.*`, `onet.*`, `pnet.*`). Networks not in the file keep MTCNN's visible weights, so a
-folder only needs what training changed. `guess_spectrum` tells visible, false-colour thermal and grey images
-apart from their colour statistics, for `FaceAligner(spectrum="auto")`.
+state dicts, keys `rnet.*`, `onet.*`, `pnet.*`, and `lnet.*` for a landmark network of thermal faces). Networks
+not in the file keep MTCNN's visible weights, so a folder only needs what training changed. `guess_spectrum` tells
+visible, false-colour thermal and grey images apart from their colour statistics, for
+`FaceAligner(spectrum="auto")`; `white_hot_view` renders a thermal image white-hot for the landmark network.
 """
 
 from __future__ import annotations
