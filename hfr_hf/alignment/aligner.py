@@ -194,7 +194,7 @@ class FaceAligner:
             return
         for i in indices:
             found = results[i]
-            if not len(found):
+            if not len(found) or found.windows is None:
                 continue
             box = found.boxes[0]
             # what the network reads (the windows) and the ring the polarity is judged on: the view's only work
