@@ -196,13 +196,7 @@ class FaceAligner:
             found = results[i]
             if not len(found) or found.windows is None:
                 continue
-            box = found.boxes[0]
-            # what the network reads (the windows) and the ring the polarity is judged on: the view's only work
-            ring = np.tile((box[:2] + box[2:]) / 2, 2) + np.tile(0.8 * (box[2:] - box[:2]), 2) * [-1, -1, 1, 1]
-            spans = np.vstack([found.windows, ring])
-            margin = 4 + 0.1 * (spans[:, 2] - spans[:, 0]).max()  # halvings average a few pixels beyond a window
-            region = np.concatenate([spans[:, :2].min(0) - margin, spans[:, 2:].max(0) + margin])
-            view = white_hot_view(rgbs[i], box, region)
+            view = white_hot_view(rgbs[i], found.boxes[0], found.windows)  # worked out only where it is read
             if view is not None:
                 found.landmarks = detector.landmarks_at(view, found.windows)
 

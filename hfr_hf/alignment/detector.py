@@ -30,9 +30,9 @@ __all__ = [
     "WEIGHTS_NAME",
     "guess_spectrum",
     "load_detector",
-    "white_hot_view",
     "resolve_detector_folder",
     "save_detector",
+    "white_hot_view",
 ]
 
 CONFIG_NAME = "config.json"
@@ -162,17 +162,17 @@ def _palette_entries(pixels: np.ndarray, lut: np.ndarray) -> tuple[np.ndarray, n
     return np.concatenate(entries).astype(np.uint8), np.concatenate(distances)
 
 
-def _palette_distance(pixels: np.ndarray) -> tuple[int, float]:
-    """Which false-colour palette (index into `_false_colour_luts()`) (N, 3) float32 pixels lie closest to, and
-    their median distance to its curve."""
-    distances = [float(np.median(_palette_entries(pixels, lut)[1])) for lut in _false_colour_luts()]
-    return int(np.argmin(distances)), min(distances)
+def _is_grey(pixels: np.ndarray) -> bool:
+    """Whether (N, 3) pixels are grey: channels equal within 3 levels on average."""
+    pixels = np.asarray(pixels, np.float32)
+    return float((np.abs(pixels[:, 0] - pixels[:, 1]) + np.abs(pixels[:, 1] - pixels[:, 2])).mean()) < 3.0
 
 
 def _nearest_palette(pixels: np.ndarray) -> int | None:
-    """The false-colour palette (index) that explains (N, 3) float32 pixels, None when none does."""
-    index, distance = _palette_distance(pixels)
-    return index if distance < _PALETTE_DISTANCE else None
+    """The false-colour palette (index into `_false_colour_luts()`) that explains (N, 3) float32 pixels: the one
+    whose curve they lie closest to, by median distance, when that is under `_PALETTE_DISTANCE`; else None."""
+    distances = [float(np.median(_palette_entries(pixels, lut)[1])) for lut in _false_colour_luts()]
+    return int(np.argmin(distances)) if min(distances) < _PALETTE_DISTANCE else None
 
 
 @functools.lru_cache(maxsize=4)
@@ -207,13 +207,12 @@ def guess_spectrum(rgb: np.ndarray) -> str:
     pixels = np.asarray(rgb, np.float32).reshape(-1, 3)
     if len(pixels) > 4096:
         pixels = pixels[np.linspace(0, len(pixels) - 1, 4096).astype(np.int64)]
-    chroma = np.abs(pixels[:, 0] - pixels[:, 1]) + np.abs(pixels[:, 1] - pixels[:, 2])
-    if float(chroma.mean()) < 3.0:
+    if _is_grey(pixels):
         return "grey"
     return "thermal" if _nearest_palette(pixels) is not None else "visible"
 
 
-def white_hot_view(rgb: np.ndarray, box: np.ndarray, region: np.ndarray | None = None) -> np.ndarray | None:
+def white_hot_view(rgb: np.ndarray, box: np.ndarray, windows: np.ndarray | None = None) -> np.ndarray | None:
     """A thermal (H, W, 3) uint8 RGB image as white-hot grey (hot = bright), the one rendering the landmark
     network (`MTCNN.lnet`) reads; None for a colour image that no false-colour palette explains.
 
@@ -221,19 +220,23 @@ def white_hot_view(rgb: np.ndarray, box: np.ndarray, region: np.ndarray | None =
     image is inverted when it is black-hot, judged at the face `box` (x1, y1, x2, y2): in LWIR the face is
     warmer than what surrounds it (hair, background), so black-hot shows its centre darker than a ring around
     the box (measured on held-out renders: 244 of 245 white-hot and 91 of 91 black-hot faces told apart; all
-    426 real PUJ images taken as white-hot). `region` (x1, y1, x2, y2) limits the work to that part of the
-    image (what the landmark network reads, and the ring); the rest of the view is black."""
+    426 real PUJ images taken as white-hot). `windows` (K, 4), the boxes the landmark network will read, limit
+    the work to them and the ring; the rest of the view is black."""
     rgb = np.asarray(rgb)
     box = np.asarray(box, np.float64)
     left, top, right, bottom = 0, 0, rgb.shape[1], rgb.shape[0]
-    if region is not None:
-        left, top = max(0, int(np.floor(region[0]))), max(0, int(np.floor(region[1])))
-        right, bottom = min(right, int(np.ceil(region[2])) + 1), min(bottom, int(np.ceil(region[3])) + 1)
+    if windows is not None:
+        spans = np.vstack([np.asarray(windows, np.float64).reshape(-1, 4), _ring_box(box)])
+        margin = 4 + 0.1 * (spans[:, 2] - spans[:, 0]).max()  # halvings average a few pixels beyond a window
+        left, top = (max(0, int(np.floor(v - margin))) for v in spans[:, :2].min(0))
+        right, bottom = (
+            min(limit, int(np.ceil(v + margin)) + 1) for v, limit in zip(spans[:, 2:].max(0), (right, bottom))
+        )
     part = np.ascontiguousarray(rgb[top:bottom, left:right])
     if part.size == 0:
         return None
-    sample = part.reshape(-1, 3)[:: max(1, part.shape[0] * part.shape[1] // 1024)].astype(np.int32)
-    if np.abs(sample[:, 0] - sample[:, 1]).mean() + np.abs(sample[:, 1] - sample[:, 2]).mean() < 3.0:
+    sample = part.reshape(-1, 3)[:: max(1, part.shape[0] * part.shape[1] // 1024)]
+    if _is_grey(sample):
         grey = cv2.cvtColor(part, cv2.COLOR_RGB2GRAY)
         if not _looks_white_hot(grey, box - [left, top, left, top]):
             grey = 255 - grey
@@ -247,19 +250,28 @@ def white_hot_view(rgb: np.ndarray, box: np.ndarray, region: np.ndarray | None =
     return view
 
 
+_RING = (1.05, 1.6)  # the ring around a face box the polarity is judged on, in box half-sides
+
+
+def _ring_box(box: np.ndarray) -> np.ndarray:
+    """(4,) the box that holds the polarity ring of a face `box`."""
+    centre, half = (box[:2] + box[2:4]) / 2, (box[2:4] - box[:2]) / 2
+    return np.concatenate([centre - _RING[1] * half, centre + _RING[1] * half])
+
+
 def _looks_white_hot(grey: np.ndarray, box: np.ndarray) -> bool:
     """Whether the centre of the face `box` (its middle 60 %) is at least as bright as a ring of 1.05-1.6 box
     half-sides around it (the whole image where that ring falls outside it)."""
     x1, y1, x2, y2 = box[:4]
     cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, max((x2 - x1) / 2, 1.0), max((y2 - y1) / 2, 1.0)
     height, width = grey.shape
-    left, right = int(max(0, cx - 1.6 * hw)), int(min(width, cx + 1.6 * hw + 1))
-    top, bottom = int(max(0, cy - 1.6 * hh)), int(min(height, cy + 1.6 * hh + 1))
+    left, right = int(max(0, cx - _RING[1] * hw)), int(min(width, cx + _RING[1] * hw + 1))
+    top, bottom = int(max(0, cy - _RING[1] * hh)), int(min(height, cy + _RING[1] * hh + 1))
     window = grey[top:bottom:2, left:right:2]  # every other pixel: medians need no more
     ys, xs = np.mgrid[top:bottom:2, left:right:2]
     reach = np.maximum(np.abs(xs - cx) / hw, np.abs(ys - cy) / hh)
     centre = window[reach <= 0.6]
-    ring = window[(reach > 1.05) & (reach < 1.6)]
+    ring = window[(reach > _RING[0]) & (reach < _RING[1])]
     if not len(centre):
         return True
     around = ring if len(ring) else grey.astype(np.float32).ravel()

@@ -832,10 +832,10 @@ def train_detector(
     networks: dict[str, Any] = {}
     mined: dict[str, int] = {}
     bootstrapped = 0
+    tuned_pnet = "pnet" in config.networks or config.init_detector
     for name in config.networks:
         size = _SIZES[name]
         net = getattr(detector, name)
-        tuned_pnet = "pnet" in config.networks or config.init_detector
         if name != "pnet" and config.mined_renders > 0 and not mined and tuned_pnet:
             mined = _add_mined_samples(train, train_faces, detector, config, rng, progress, photos)
         if name == "onet" and config.bootstrap_scenes > 0:
