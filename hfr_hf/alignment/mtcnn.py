@@ -347,6 +347,17 @@ class _Prepared:
     height: int  # input image size
     width: int
 
+    # Pixel centres map onto pixel centres under cv2.resize: x_working + 0.5 = (x_input + 0.5) * scale.
+    def to_input(self, coordinates: np.ndarray) -> np.ndarray:
+        """Working-image coordinates (..., 2k: x, y pairs such as boxes or points) in input pixels."""
+        pairs = coordinates.reshape(*coordinates.shape[:-1], -1, 2)
+        return ((pairs + 0.5) / np.asarray(self.scale) - 0.5).reshape(coordinates.shape)
+
+    def to_working(self, coordinates: np.ndarray) -> np.ndarray:
+        """Input-pixel coordinates (..., 2k) in working-image pixels."""
+        pairs = coordinates.reshape(*coordinates.shape[:-1], -1, 2)
+        return ((pairs + 0.5) * np.asarray(self.scale) - 0.5).reshape(coordinates.shape)
+
 
 def _normalise(image: np.ndarray) -> torch.Tensor:
     """(h, w, 3) uint8 -> (3, h, w) float32 (x - 127.5) / 128, as the network was trained."""
@@ -637,18 +648,15 @@ class MTCNN(nn.Module):
                 results.append(FaceDetections.empty())
                 continue
             mine = mine[np.argsort(-scores[mine], kind="stable")]
-            # Working pixels -> input pixels (pixel centres map onto pixel centres under cv2.resize).
-            scale = np.asarray(item.scale)
-            box = (boxes[mine].reshape(-1, 2, 2) + 0.5) / scale - 0.5
-            box = box.reshape(-1, 4)
+            box = item.to_input(boxes[mine])
             box[:, [0, 2]] = box[:, [0, 2]].clip(0, item.width - 1)  # boxes fitted to the image, as the reference
             box[:, [1, 3]] = box[:, [1, 3]].clip(0, item.height - 1)
             results.append(
                 FaceDetections(
                     boxes=box.astype(np.float32),
                     scores=scores[mine].astype(np.float32),
-                    landmarks=((landmarks[mine] + 0.5) / scale - 0.5).astype(np.float32),
-                    windows=((windows[mine].reshape(-1, 2, 2) + 0.5) / scale - 0.5).reshape(-1, 4).astype(np.float32),
+                    landmarks=item.to_input(landmarks[mine]).astype(np.float32),
+                    windows=item.to_input(windows[mine]).astype(np.float32),
                 )
             )
         return results
@@ -665,8 +673,7 @@ class MTCNN(nn.Module):
         if not len(windows):
             return np.zeros((0, 5, 2), np.float32)
         prepared = self._prepare(image)
-        scale = np.asarray(prepared.scale)
-        working = ((windows.reshape(-1, 2, 2) + 0.5) * scale - 0.5).reshape(-1, 4)
+        working = prepared.to_working(windows)
         crops = self._crops([prepared], working, np.zeros(len(working), np.int64), 48)
         points = self._output_answers(net, crops, working)[1]
-        return ((_decode_points(working, points) + 0.5) / scale - 0.5).astype(np.float32)
+        return prepared.to_input(_decode_points(working, points)).astype(np.float32)
