@@ -84,6 +84,8 @@ def cmd_train_detector(args: argparse.Namespace) -> int:
         "real_thermal": args.real_thermal,
         "real_thermal_labeller": args.labeller,
         "mirror_average": args.mirror_average or None,
+        "halving_pyramid": False if args.reference_pyramid else None,
+        "scale_factor": args.scale_factor,
         "thresholds": tuple(args.thresholds) if args.thresholds else None,
     }
     config = dataclasses.replace(DetectorTrainingConfig(), **{k: v for k, v in options.items() if v is not None})
@@ -672,7 +674,11 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--select", choices=["confidence", "largest", "all"], default="confidence")
     align.add_argument("--landmarks", help="CSV of given landmarks: path, x1, y1, ... (10 or 4 coordinates)")
     align.add_argument("--twins", help="folder of pixel-registered visible images whose landmarks align these")
-    align.add_argument("--min-face-size", type=int, default=20, help="smallest face to detect, in pixels")
+    align.add_argument(
+        "--min-face-size",
+        type=int,
+        help="smallest face to detect, in pixels (default: the detector's own, 20 for MTCNN)",
+    )
     align.add_argument("--size", type=int, default=112, help="side of the aligned crops")
     add_spectrum_options(align)
     align.set_defaults(func=cmd_align)
@@ -967,6 +973,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_detector.add_argument(
         "--mirror-average", action="store_true", help="save the detector to average O-Net on each face's mirror"
+    )
+    train_detector.add_argument(
+        "--scale-factor", type=float, help="P-Net's pyramid step saved with the detector (default 0.6; MTCNN 0.709)"
+    )
+    train_detector.add_argument(
+        "--reference-pyramid",
+        action="store_true",
+        help="save the detector to build P-Net's pyramid from the full image, as MTCNN (slower; default: halvings)",
     )
     train_detector.add_argument("--renders-per-image", type=int, help="scenes rendered from each photo")
     train_detector.add_argument("--negative-scenes", type=int, help="face-free scenes among the renders")

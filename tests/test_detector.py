@@ -65,6 +65,19 @@ def test_weights_round_trip_through_a_folder(tmp_path):
     assert load_detector(tmp_path / "det", thresholds=(0.1, 0.2, 0.3)).thresholds == (0.1, 0.2, 0.3)
 
 
+def test_config_settings_reach_the_aligner_and_options_override_them(tmp_path):
+    config = {"networks": ["onet"], "min_face_size": 40, "scale_factor": 0.6}
+    save_detector(MTCNN(), tmp_path / "det", config)
+    loaded = FaceAligner(spectrum="thermal", detector_weights=tmp_path / "det").cross_detector
+    assert (loaded.min_face_size, loaded.scale_factor) == (40, 0.6)
+    assert loaded.halving_pyramid  # not in this config: trained detectors build the pyramid from halvings
+    chosen = FaceAligner(spectrum="thermal", detector_weights=tmp_path / "det", min_face_size=24).cross_detector
+    assert (chosen.min_face_size, chosen.scale_factor) == (24, 0.6)
+    save_detector(MTCNN(), tmp_path / "reference", {**config, "halving_pyramid": False})
+    assert not load_detector(tmp_path / "reference").halving_pyramid
+    assert not FaceAligner().detector.halving_pyramid and FaceAligner().detector.min_face_size == 20
+
+
 @pytest.mark.parametrize(
     "weights, message",
     [("{tmp}", "is not a detector folder"), ("no/such/thing", "neither a folder nor a Hub repository")],

@@ -223,6 +223,28 @@ def test_mirror_average_of_a_mirror_symmetric_answer_is_that_answer():
         np.testing.assert_allclose(got, expected, atol=1e-12)
 
 
+def test_halving_pyramid_finds_the_same_faces(detector, deepface):
+    """Levels downscaled from the nearest halving differ from the reference's by a grey level or two: the same
+    best face, box and landmarks within a few hundredths of its side."""
+    fast = MTCNN(halving_pyramid=True)
+    for image in deepface[:8]:
+        reference, found = detector.detect(image)[0], fast.detect(image)[0]
+        assert len(reference) >= 1 and len(found) >= 1
+        side = reference.boxes[0, 2] - reference.boxes[0, 0]
+        np.testing.assert_allclose(found.boxes[0], reference.boxes[0], atol=0.05 * side)
+        np.testing.assert_allclose(found.landmarks[0], reference.landmarks[0], atol=0.03 * side)
+
+
+def test_nearest_halving_is_the_smallest_that_covers_a_level(deepface):
+    prepared = MTCNN()._prepare(cv2.resize(deepface[0], (640, 480), interpolation=cv2.INTER_AREA))
+    assert [h.shape[:2] for h in prepared.halvings][:4] == [(480, 640), (240, 320), (120, 160), (60, 80)]
+    for size, expected in (((384, 288), 640), ((320, 240), 320), ((321, 200), 640), ((12, 9), 40)):
+        assert prepared.nearest_halving(size).shape[1] == expected
+    level = cv2.resize(prepared.nearest_halving((137, 103)), (137, 103), interpolation=cv2.INTER_AREA)
+    reference = cv2.resize(prepared.image, (137, 103), interpolation=cv2.INTER_AREA)
+    assert np.abs(level.astype(int) - reference).mean() < 3
+
+
 def test_downscaled_input_maps_back_to_input_pixels(assets):
     """A photo larger than max_image_side gives the same face, in its own pixels."""
     image = rgb(assets / "faces/att/s3/4.pgm")

@@ -89,6 +89,9 @@ class FaceAligner:
             `all`.
         image_size: side of the aligned crop (112 for EdgeFace; the template scales with it).
         detector: an `MTCNN` instance; built with `min_face_size`, `thresholds` and `scale_factor` when None.
+        min_face_size, scale_factor: the detectors' smallest face (pixels) and pyramid step; None keeps each
+            detector's own: MTCNN's 20 and 0.709, a trained detector's from its config.
+        thresholds: MTCNN's three thresholds (a trained detector uses those of its config).
         intensity_normalization: how grey, 16-bit and float images reach 8 bits before detection
             (see `EdgeFaceImageProcessor`).
         spectrum: `visible` (MTCNN as published), `nir` or `thermal` (the cross-spectral detector of
@@ -111,9 +114,9 @@ class FaceAligner:
         select: str = "confidence",
         image_size: int = 112,
         detector: MTCNN | None = None,
-        min_face_size: int = 20,
+        min_face_size: int | None = None,
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
-        scale_factor: float = 0.709,
+        scale_factor: float | None = None,
         intensity_normalization: str = "auto",
         spectrum: str = "visible",
         detector_weights: str | os.PathLike | None = None,
@@ -139,7 +142,8 @@ class FaceAligner:
         self.image_size = image_size
         self.template = ARCFACE_TEMPLATE * image_size / 112.0
         self._detector = detector
-        self._detector_options = dict(min_face_size=min_face_size, thresholds=thresholds, scale_factor=scale_factor)
+        options = dict(min_face_size=min_face_size, thresholds=thresholds, scale_factor=scale_factor)
+        self._detector_options = {key: value for key, value in options.items() if value is not None}
         self._to_rgb = EdgeFacePreprocessor(intensity_normalization=intensity_normalization).to_rgb_uint8
 
     @property
@@ -152,7 +156,7 @@ class FaceAligner:
     def cross_detector(self) -> MTCNN:
         """The cross-spectral detector (loaded on first use from `detector_weights`)."""
         if self._cross_detector is None:
-            options = {k: self._detector_options[k] for k in ("min_face_size", "scale_factor")}
+            options = {k: v for k, v in self._detector_options.items() if k in ("min_face_size", "scale_factor")}
             self._cross_detector = load_detector(self.detector_weights, **options)
         return self._cross_detector
 

@@ -98,16 +98,17 @@ def resolve_detector_folder(weights: str | os.PathLike) -> Path:
 def load_detector(weights: str | os.PathLike, device: str | torch.device = "cpu", **options: Any) -> MTCNN:
     """An `MTCNN` with the fine-tuned networks of a detector folder or Hub repository and its thresholds.
 
-    `options` (min_face_size, thresholds, scale_factor, ...) override those of the folder's config."""
+    `options` (min_face_size, thresholds, scale_factor, halving_pyramid, ...) override those of the folder's
+    config."""
     from safetensors.torch import load_file
 
     folder = resolve_detector_folder(weights)
     config = json.loads((folder / CONFIG_NAME).read_text())
     if config.get("detector_type") != DETECTOR_TYPE:
         raise ValueError(f"{folder / CONFIG_NAME} is not a {DETECTOR_TYPE} config (detector_type is missing).")
-    settings = {
-        key: config[key] for key in ("min_face_size", "thresholds", "scale_factor", "mirror_average") if key in config
-    }
+    keys = ("min_face_size", "thresholds", "scale_factor", "mirror_average", "halving_pyramid")
+    # folders saved before halving_pyramid was a setting get it too: their figures were measured again with it
+    settings = {"halving_pyramid": True, **{key: config[key] for key in keys if key in config}}
     settings.update({key: value for key, value in options.items() if value is not None})
     if "thresholds" in settings:
         settings["thresholds"] = tuple(settings["thresholds"])
@@ -253,20 +254,25 @@ def white_hot_view(rgb: np.ndarray, box: np.ndarray, windows: np.ndarray | None 
 _RING = (1.05, 1.6)  # the ring around a face box the polarity is judged on, in box half-sides
 
 
+def _centre_and_half(box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A face box's centre (x, y) and half-sides, at least a pixel."""
+    return (box[:2] + box[2:4]) / 2, np.maximum((box[2:4] - box[:2]) / 2, 1.0)
+
+
 def _ring_box(box: np.ndarray) -> np.ndarray:
     """(4,) the box that holds the polarity ring of a face `box`."""
-    centre, half = (box[:2] + box[2:4]) / 2, (box[2:4] - box[:2]) / 2
+    centre, half = _centre_and_half(box)
     return np.concatenate([centre - _RING[1] * half, centre + _RING[1] * half])
 
 
 def _looks_white_hot(grey: np.ndarray, box: np.ndarray) -> bool:
     """Whether the centre of the face `box` (its middle 60 %) is at least as bright as a ring of 1.05-1.6 box
     half-sides around it (the whole image where that ring falls outside it)."""
-    x1, y1, x2, y2 = box[:4]
-    cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, max((x2 - x1) / 2, 1.0), max((y2 - y1) / 2, 1.0)
+    (cx, cy), (hw, hh) = _centre_and_half(box[:4])
+    x1, y1, x2, y2 = _ring_box(box[:4])
     height, width = grey.shape
-    left, right = int(max(0, cx - _RING[1] * hw)), int(min(width, cx + _RING[1] * hw + 1))
-    top, bottom = int(max(0, cy - _RING[1] * hh)), int(min(height, cy + _RING[1] * hh + 1))
+    left, right = int(max(0, x1)), int(min(width, x2 + 1))
+    top, bottom = int(max(0, y1)), int(min(height, y2 + 1))
     window = grey[top:bottom:2, left:right:2]  # every other pixel: medians need no more
     ys, xs = np.mgrid[top:bottom:2, left:right:2]
     reach = np.maximum(np.abs(xs - cx) / hw, np.abs(ys - cy) / hh)

@@ -23,7 +23,7 @@ import importlib.util
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -341,11 +341,23 @@ class FaceDetections:
 class _Prepared:
     """One image as the cascade sees it, with the map back to input pixels."""
 
-    image: np.ndarray  # (h, w, 3) uint8 working image (pyramid source)
-    levels: list[torch.Tensor]  # (3, h, w) normalised working image, then halvings (anti-aliased crop sources)
+    halvings: list[np.ndarray]  # (h, w, 3) uint8 working image (the pyramid's source), then its halvings
     scale: tuple[float, float]  # working pixels per input pixel, (x, y)
     height: int  # input image size
     width: int
+    device: torch.device
+    normalised: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def level(self, index: int) -> torch.Tensor:
+        """Halving `index` normalised (an anti-aliased crop source), made when first asked for: the windows of a
+        face or two read only one or two of them."""
+        if index not in self.normalised:
+            self.normalised[index] = _normalise(self.halvings[index]).to(self.device)
+        return self.normalised[index]
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.halvings[0]
 
     # Pixel centres map onto pixel centres under cv2.resize: x_working + 0.5 = (x_input + 0.5) * scale.
     def to_input(self, coordinates: np.ndarray) -> np.ndarray:
@@ -357,6 +369,11 @@ class _Prepared:
         """Input-pixel coordinates (..., 2k) in working-image pixels."""
         pairs = coordinates.reshape(*coordinates.shape[:-1], -1, 2)
         return ((pairs + 0.5) * np.asarray(self.scale) - 0.5).reshape(coordinates.shape)
+
+    def nearest_halving(self, size: tuple[int, int]) -> np.ndarray:
+        """The smallest halving of the working image at least `size` (width, height)."""
+        fits = [h for h in self.halvings if h.shape[1] >= size[0] and h.shape[0] >= size[1]]
+        return fits[-1] if fits else self.image
 
 
 def _normalise(image: np.ndarray) -> torch.Tensor:
@@ -380,6 +397,10 @@ class MTCNN(nn.Module):
         mirror_average: run O-Net on each candidate and on its mirror image and average the two answers (score,
             box offsets, landmarks): one more O-Net pass per candidate for steadier landmarks. Off in MTCNN as
             published; a trained detector's config may turn it on.
+        halving_pyramid: downscale each P-Net level from the nearest halving of the image instead of from the
+            image itself: a pyramid about 4× cheaper to build (a fifth of the time of a 640×480 frame), whose
+            pixels differ from the reference's by a grey level or two (area averaging in two steps). Off in
+            MTCNN as published, whose visible figures stand on the reference; trained detectors turn it on.
         device: where the three networks run.
 
     Example:
@@ -396,6 +417,7 @@ class MTCNN(nn.Module):
         nms_thresholds: tuple[float, float, float] = (0.7, 0.7, 0.7),
         max_image_side: int = 1600,
         mirror_average: bool = False,
+        halving_pyramid: bool = False,
         device: str | torch.device = "cpu",
     ) -> None:
         super().__init__()
@@ -413,6 +435,7 @@ class MTCNN(nn.Module):
         self.nms_thresholds = tuple(float(t) for t in nms_thresholds)
         self.max_image_side = int(max_image_side)
         self.mirror_average = bool(mirror_average)
+        self.halving_pyramid = bool(halving_pyramid)
         self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
         for name in ("pnet", "rnet", "onet"):
             getattr(self, name).load_state_dict(convert_keras_weights(name, load_mtcnn_weights(name)))
@@ -463,13 +486,12 @@ class MTCNN(nn.Module):
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         scale_xy = (image.shape[1] / width, image.shape[0] / height)  # as applied, after rounding
-        sources = [image]
+        sources = [np.ascontiguousarray(image)]
         while min(sources[-1].shape[:2]) >= 48:
             previous = sources[-1]
             size = (previous.shape[1] // 2, previous.shape[0] // 2)
             sources.append(cv2.resize(previous, size, interpolation=cv2.INTER_AREA))
-        levels = [_normalise(np.ascontiguousarray(source)).to(self.device) for source in sources]
-        return _Prepared(np.ascontiguousarray(image), levels, scale_xy, height, width)
+        return _Prepared(sources, scale_xy, height, width, self.device)
 
     def _pyramid(self, height: int, width: int) -> list[tuple[float, int]]:
         """P-Net levels as (scale, border): the first maps min_face_size to the 12-pixel window, each next one is
@@ -506,9 +528,12 @@ class MTCNN(nn.Module):
                 per_call = max(1, _PNET_PIXELS // ((size[0] + 2 * border) * (size[1] + 2 * border)))
                 for start in range(0, len(members), per_call):
                     chunk = members[start : start + per_call]
-                    # Pyramid downscaled with area interpolation, as the reference.
-                    batch = np.stack([cv2.resize(prepared[i].image, size, interpolation=cv2.INTER_AREA) for i in chunk])
-                    batch = (torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float() - 127.5) / 128.0
+                    # Pyramid downscaled with area interpolation, as the reference (from the image itself there).
+                    sources = [
+                        prepared[i].nearest_halving(size) if self.halving_pyramid else prepared[i].image for i in chunk
+                    ]
+                    batch = np.stack([cv2.resize(source, size, interpolation=cv2.INTER_AREA) for source in sources])
+                    batch = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().sub_(127.5).div_(128.0)
                     if border:  # 0 is mid-grey, what the reference's crops see outside the image
                         batch = F.pad(batch, (border,) * 4)
                     # Channels-last, as the permuted batch is until padding: faster convolutions on CPU.
@@ -548,12 +573,12 @@ class MTCNN(nn.Module):
         for image_index in np.unique(images):
             item = prepared[image_index]
             on_image = images == image_index
-            chosen = np.minimum(wanted, len(item.levels) - 1)
+            chosen = np.minimum(wanted, len(item.halvings) - 1)
             for level in np.unique(chosen[on_image]):
                 rows = np.nonzero(on_image & (chosen == level))[0]
-                source = item.levels[level]
-                fy = source.shape[1] / item.levels[0].shape[1]
-                fx = source.shape[2] / item.levels[0].shape[2]
+                source = item.level(level)
+                fy = source.shape[1] / item.image.shape[0]
+                fx = source.shape[2] / item.image.shape[1]
                 b = boxes[rows]
                 # Sample the centres of a size×size grid over the box's pixels [x1, x2] (w = x2 - x1 + 1).
                 xs = b[:, :1] + grid_unit[None] * (b[:, 2:3] - b[:, :1] + 1) - 0.5
