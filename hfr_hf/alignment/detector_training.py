@@ -834,7 +834,7 @@ def train_detector(
         val_faces, sampler, config, rng, 2, max(10, config.negative_scenes // 10), progress, "rendering held-out scenes"
     )
     rendered = time.perf_counter()
-    if config.init_detector:  # its networks, thresholds and mirror averaging are kept
+    if config.init_detector:  # its networks and detection settings (thresholds, pyramid, mirror averaging) are kept
         detector = load_detector(config.init_detector)
     else:
         # detects (mining, bootstrapping) with the pyramid it will be saved with
