@@ -12,7 +12,7 @@ nothing silently gets worse. Measured (one training, two threads): 425/426 found
 0.101 / 0.113 for the registered crops resized; on the measuring people alone EER 0.119 vs 0.071 (T360) and 0.060
 vs 0.119 (FONE); no face on two face-free sets of 60; median landmark error on held-out renders 0.056 thermal
 (0.071 without the landmark network) and 0.042 NIR. The README's full recipe does better on most of these (its
-table; thermal renders 0.048).
+table; thermal renders 0.049).
 """
 
 from __future__ import annotations
