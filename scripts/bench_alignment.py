@@ -9,7 +9,8 @@ Measures, with `--threads` intra-op threads (default 2):
   rendered as long-wave thermal frames (`hfr_hf.alignment.detector_training.render_frame`, seeded), aligned
   with `FaceAligner(spectrum="thermal")`, and the real PUJ-T360 / PUJ-FONE images (206×240).
 
-Medians over `--repeats` runs after a warm-up. Run from the repository root:
+With `--opencv-threads N`, OpenCV's own thread pool (resizes, warps) gets N threads instead of its default (one
+per core), which on a small machine competes with torch's. Medians over `--repeats` runs after a warm-up. Run from the repository root:
 
     python scripts/bench_alignment.py [--assets ../shared/assets] [--threads 2]
 """
@@ -21,6 +22,7 @@ import os
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -46,8 +48,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--detector", help="cross-spectral detector folder: adds thermal rows")
+    parser.add_argument("--opencv-threads", type=int, help="OpenCV's threads (default: OpenCV's own choice)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.opencv_threads is not None:
+        cv2.setNumThreads(args.opencv_threads)
 
     files = sorted(Path(args.assets, "faces/deepface").glob("img*.jpg"))[: args.photos]
     photos = [np.asarray(Image.open(f).convert("RGB").resize((640, 480), Image.Resampling.BILINEAR)) for f in files]
@@ -102,7 +107,7 @@ def main() -> None:
                 median_seconds(batched(real, thermal), args.repeats),
             ),
         ]
-    print(f"torch {torch.__version__}, {args.threads} threads; {'; '.join(notes)}\n")
+    print(f"torch {torch.__version__}, {args.threads} threads, OpenCV {cv2.getNumThreads()}; {'; '.join(notes)}\n")
     print("| input | images | median s | images/s |")
     print("|---|---:|---:|---:|")
     for name, count, seconds in rows:
